@@ -1,0 +1,73 @@
+// Where each part of a buffer lives inside its region. Offsets only, never pointers, so a region
+// means the same thing wherever it is mapped.
+//
+//   [RegionHeader][FieldRecord x field_count][Counters][seq words: u32 x capacity][column 0]...
+//
+// Every part starts on a 64-byte boundary (a cache line; also what SIMD loads like).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "replay_buffer/schema.hpp"
+
+namespace replay_buffer {
+
+inline constexpr std::size_t kAlignment = 64;
+inline constexpr std::uint64_t kRegionMagic = 0x3146425952504c52ULL;  // "RLPRYBF1" little-endian
+inline constexpr std::uint32_t kLayoutVersion = 1;
+
+[[nodiscard]] constexpr std::size_t align_up(std::size_t n, std::size_t a = kAlignment) noexcept {
+  return (n + a - 1) / a * a;
+}
+
+// Fixed-size description of one field, as stored in the region.
+struct FieldRecord {
+  char name[kMaxFieldNameLength + 1];  // NUL-terminated
+  std::uint8_t dtype;
+  std::uint8_t ndim;
+  std::uint8_t reserved[6];
+  std::uint64_t dims[kMaxDims];
+  std::uint64_t column_offset;  // from the region's start
+  std::uint64_t row_bytes;
+};
+
+struct alignas(kAlignment) RegionHeader {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t field_count;
+  std::uint64_t total_bytes;
+  std::uint64_t capacity;
+  std::uint64_t fields_offset;
+  std::uint64_t counters_offset;
+  std::uint64_t seq_offset;
+  std::uint64_t seed;
+};
+
+// Words changed by every add or sample: each on its own cache line so that writers bumping
+// next_key do not invalidate the line samplers read base_key from.
+struct Counters {
+  alignas(kAlignment) std::uint64_t next_key;       // keys handed out so far (atomic)
+  alignas(kAlignment) std::uint64_t base_key;       // next_key at the last clear (atomic)
+  alignas(kAlignment) std::uint64_t sample_stream;  // sample calls so far, seeds their RNG (atomic)
+};
+
+static_assert(std::is_trivially_copyable_v<RegionHeader>);
+static_assert(std::is_trivially_copyable_v<FieldRecord>);
+static_assert(std::is_trivially_copyable_v<Counters>);
+
+// The offsets of every part for a schema and capacity. Pure arithmetic: the same inputs give the
+// same layout in every process, which is how an attaching process checks a region.
+struct Layout {
+  std::size_t fields_offset = 0;
+  std::size_t counters_offset = 0;
+  std::size_t seq_offset = 0;
+  std::vector<std::size_t> column_offsets;
+  std::size_t total_bytes = 0;
+
+  // Throws CapacityError when capacity is 0 or the total size overflows.
+  [[nodiscard]] static Layout compute(const Schema& schema, std::size_t capacity);
+};
+
+}  // namespace replay_buffer

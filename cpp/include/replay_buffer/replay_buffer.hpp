@@ -1,0 +1,148 @@
+// The specification's typed API: ReplayBuffer<Observation, Action> over Transition structs, a thin
+// front over the schema-based Buffer (which C++ users can also use directly).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#include "replay_buffer/buffer.hpp"
+#include "replay_buffer/dtype.hpp"
+#include "replay_buffer/schema.hpp"
+
+namespace replay_buffer {
+
+enum class SamplingStrategy { kUniform };
+
+struct BufferConfig {
+  std::size_t capacity = 0;
+  SamplingStrategy strategy = SamplingStrategy::kUniform;
+  std::uint64_t seed = 0;
+};
+
+template <typename Observation, typename Action>
+struct Transition {
+  Observation observation;
+  Action action;
+  float reward;
+  Observation next_observation;
+  bool done;
+};
+
+// How a C++ type is stored: arithmetic types and (nested) std::arrays of them keep their element
+// type and shape; any other trivially copyable type is stored as its raw bytes (uint8[sizeof(T)]).
+template <typename T>
+struct FieldLayout {
+  static_assert(std::is_trivially_copyable_v<T>, "fields must be trivially copyable");
+  static constexpr DType dtype = DType::kUInt8;
+  static std::vector<std::size_t> shape() { return {sizeof(T)}; }
+};
+
+template <typename T>
+  requires std::is_arithmetic_v<T>
+struct FieldLayout<T> {
+  static constexpr DType dtype = dtype_of<T>();
+  static std::vector<std::size_t> shape() { return {}; }
+};
+
+template <typename T>
+struct IsNumericArray : std::is_arithmetic<T> {};
+template <typename T, std::size_t N>
+struct IsNumericArray<std::array<T, N>> : IsNumericArray<T> {};
+
+template <typename T, std::size_t N>
+  requires IsNumericArray<T>::value
+struct FieldLayout<std::array<T, N>> {
+  static constexpr DType dtype = FieldLayout<T>::dtype;
+  static std::vector<std::size_t> shape() {
+    std::vector<std::size_t> dims = FieldLayout<T>::shape();
+    dims.insert(dims.begin(), N);
+    return dims;
+  }
+};
+
+template <typename T>
+[[nodiscard]] Field field_for(std::string name) {
+  return Field{std::move(name), FieldLayout<T>::dtype, FieldLayout<T>::shape()};
+}
+
+template <typename Observation, typename Action>
+class ReplayBuffer {
+ public:
+  using TransitionType = Transition<Observation, Action>;
+
+  // Fields: observation, action, reward (float32), next_observation, done (bool).
+  explicit ReplayBuffer(const BufferConfig& config)
+      : buffer_(Schema({field_for<Observation>("observation"), field_for<Action>("action"),
+                        field_for<float>("reward"), field_for<Observation>("next_observation"),
+                        field_for<bool>("done")}),
+                BufferOptions{config.capacity, config.seed}) {}
+
+  // Thread-safe and lock-free (see Buffer::add).
+  void add(const TransitionType& t) {
+    const std::array<FieldBytes, 5> row{as_bytes(t.observation), as_bytes(t.action),
+                                        as_bytes(t.reward), as_bytes(t.next_observation),
+                                        as_bytes(t.done)};
+    (void)buffer_.add(row);
+  }
+
+  // `batch_size` transitions drawn uniformly with replacement. Thread-safe. Throws
+  // EmptyBufferError when empty, std::invalid_argument when batch_size is 0.
+  [[nodiscard]] std::vector<TransitionType> sample(std::size_t batch_size) {
+    return sample(batch_size, {});
+  }
+
+  // As sample(batch_size), also writing each transition's key into `indices` (size batch_size).
+  [[nodiscard]] std::vector<TransitionType> sample(std::size_t batch_size,
+                                                   std::span<std::uint64_t> indices) {
+    if (!indices.empty() && indices.size() != batch_size) {
+      throw std::invalid_argument("indices must hold batch_size keys");
+    }
+    Columns columns(batch_size);
+    const std::array<FieldOut, 5> out{std::as_writable_bytes(std::span(columns.observation)),
+                                      std::as_writable_bytes(std::span(columns.action)),
+                                      std::as_writable_bytes(std::span(columns.reward)),
+                                      std::as_writable_bytes(std::span(columns.next_observation)),
+                                      std::as_writable_bytes(std::span(columns.done))};
+    buffer_.sample(batch_size, out, indices);
+    std::vector<TransitionType> batch(batch_size);
+    for (std::size_t i = 0; i < batch_size; ++i) {
+      batch[i] = TransitionType{columns.observation[i], columns.action[i], columns.reward[i],
+                                columns.next_observation[i], columns.done[i] != 0};
+    }
+    return batch;
+  }
+
+  // Thread-safe.
+  [[nodiscard]] std::size_t size() const noexcept { return buffer_.size(); }
+  [[nodiscard]] std::size_t capacity() const noexcept { return buffer_.capacity(); }
+  [[nodiscard]] bool is_full() const noexcept { return buffer_.is_full(); }
+
+  // The schema-based buffer underneath, for column access and batched adds.
+  [[nodiscard]] Buffer& buffer() noexcept { return buffer_; }
+
+ private:
+  struct Columns {
+    explicit Columns(std::size_t n)
+        : observation(n), action(n), reward(n), next_observation(n), done(n) {}
+    std::vector<Observation> observation;
+    std::vector<Action> action;
+    std::vector<float> reward;
+    std::vector<Observation> next_observation;
+    std::vector<unsigned char> done;  // not vector<bool>: it has no contiguous storage
+  };
+
+  template <typename T>
+  static FieldBytes as_bytes(const T& value) noexcept {
+    return std::as_bytes(std::span<const T, 1>(&value, 1));
+  }
+
+  Buffer buffer_;
+};
+
+}  // namespace replay_buffer

@@ -1,0 +1,56 @@
+// What a transition is made of: named fields, each with an element type and a fixed shape.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replay_buffer/dtype.hpp"
+
+namespace replay_buffer {
+
+inline constexpr std::size_t kMaxFieldNameLength = 63;
+inline constexpr std::size_t kMaxDims = 8;
+inline constexpr std::size_t kMaxFields = 64;
+
+// One named field of a transition, e.g. {"obs", kUInt8, {84, 84, 4}}. An empty shape is a scalar.
+struct Field {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<std::size_t> shape;
+
+  [[nodiscard]] std::size_t elements() const noexcept;
+  [[nodiscard]] std::size_t row_bytes() const noexcept { return elements() * dtype_size(dtype); }
+  // "float32[84, 84, 4]" / "float32 scalar": how errors name a field's type and shape.
+  [[nodiscard]] std::string describe() const;
+
+  friend bool operator==(const Field&, const Field&) = default;
+};
+
+// An ordered, validated list of fields. Immutable once built; safe to share between threads.
+class Schema {
+ public:
+  // Throws std::invalid_argument for an empty list, more than kMaxFields fields, a duplicate or
+  // invalid name (empty, too long, not [A-Za-z0-9_.-]), more than kMaxDims dimensions, or a zero
+  // dimension.
+  explicit Schema(std::vector<Field> fields);
+
+  [[nodiscard]] std::size_t size() const noexcept { return fields_.size(); }
+  [[nodiscard]] const Field& operator[](std::size_t i) const noexcept { return fields_[i]; }
+  [[nodiscard]] const std::vector<Field>& fields() const noexcept { return fields_; }
+  [[nodiscard]] std::optional<std::size_t> index_of(std::string_view name) const noexcept;
+  // Sum of every field's row_bytes: the raw size of one transition.
+  [[nodiscard]] std::size_t transition_bytes() const noexcept;
+  // "obs, action, reward": for error messages.
+  [[nodiscard]] std::string field_names() const;
+
+  friend bool operator==(const Schema&, const Schema&) = default;
+
+ private:
+  std::vector<Field> fields_;
+};
+
+}  // namespace replay_buffer

@@ -1,0 +1,98 @@
+// The synchronisation primitives of the library, all in one place.
+//
+// Each slot of the ring has a 32-bit sequence word. A writer of lap L (the L-th time the ring
+// wraps onto that slot since the last clear) moves the word to writing(L) (odd), copies the row,
+// then stores published(L) (even). A reader loads the word, copies the row, and loads the word
+// again: if both loads saw the same even word, the copy is a whole row of lap L. Laps are kept
+// modulo 2^31 and compared with serial-number arithmetic, which is exact while a reader's or
+// writer's view is less than 2^30 laps stale.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+
+namespace replay_buffer::sync {
+
+using SeqWord = std::uint32_t;
+
+// A fresh slot reads as "lap -1 published": older than any lap a writer can hold.
+inline constexpr SeqWord kUnwritten = 0xFFFF'FFFEu;
+
+[[nodiscard]] constexpr SeqWord published(std::uint64_t lap) noexcept {
+  return static_cast<SeqWord>(lap << 1);
+}
+[[nodiscard]] constexpr SeqWord writing(std::uint64_t lap) noexcept {
+  return static_cast<SeqWord>(lap << 1) | 1u;
+}
+[[nodiscard]] constexpr bool is_writing(SeqWord word) noexcept { return (word & 1u) != 0; }
+
+// How many laps the row in `word` lies behind `lap` (negative: ahead of it).
+[[nodiscard]] constexpr std::int64_t laps_behind(SeqWord word, std::uint64_t lap) noexcept {
+  const auto diff = static_cast<std::int32_t>(published(lap) - (word & ~1u));
+  return diff / 2;
+}
+
+[[nodiscard]] inline std::atomic_ref<SeqWord> seq_ref(SeqWord& word) noexcept {
+  return std::atomic_ref<SeqWord>(word);
+}
+[[nodiscard]] inline std::atomic_ref<std::uint64_t> counter_ref(std::uint64_t& word) noexcept {
+  return std::atomic_ref<std::uint64_t>(word);
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Waits for a short while, then gives up the CPU: for the rare spin on another thread's slot.
+class Backoff {
+ public:
+  void wait() noexcept {
+    if (++spins_ < 64) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+
+ private:
+  unsigned spins_ = 0;
+};
+
+// The two copies that race by design: a reader copying a row a writer may be overwriting, and
+// that writer's copy. The sequence word check discards every copy that overlapped a write, so the
+// race never reaches a caller; it is confined to these functions, which the ThreadSanitizer
+// suppression file (cpp/tests/tsan.supp) names, and to nothing else.
+//
+// Small rows (a reward, an action, a CartPole observation) are copied with a fixed-size memcpy the
+// compiler turns into one or two moves; a libc call costs more than the copy.
+[[gnu::always_inline]] inline void seqlock_copy(std::byte* dst, const std::byte* src,
+                                                std::size_t n) noexcept {
+  switch (n) {
+    case 1:
+      std::memcpy(dst, src, 1);
+      return;
+    case 4:
+      std::memcpy(dst, src, 4);
+      return;
+    case 8:
+      std::memcpy(dst, src, 8);
+      return;
+    case 16:
+      std::memcpy(dst, src, 16);
+      return;
+    case 32:
+      std::memcpy(dst, src, 32);
+      return;
+    default:
+      std::memcpy(dst, src, n);
+  }
+}
+
+}  // namespace replay_buffer::sync

@@ -1,0 +1,304 @@
+#include "replay_buffer/buffer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "replay_buffer/errors.hpp"
+#include "replay_buffer/random.hpp"
+
+namespace replay_buffer {
+
+// The counters as one sampler sees them: which keys exist and how they map to laps.
+struct Buffer::Snapshot {
+  std::uint64_t base_key;
+  std::size_t size;
+  // Keys since the last clear = full_laps * capacity + partial: slots below `partial` are on lap
+  // `full_laps`, the others one lap behind.
+  std::uint64_t full_laps;
+  std::size_t partial;
+};
+
+namespace {
+
+void write_header(std::byte* base, const Schema& schema, const Layout& layout,
+                  std::size_t capacity, std::uint64_t seed) {
+  auto* header = new (base) RegionHeader{};
+  header->magic = kRegionMagic;
+  header->layout_version = kLayoutVersion;
+  header->field_count = static_cast<std::uint32_t>(schema.size());
+  header->total_bytes = layout.total_bytes;
+  header->capacity = capacity;
+  header->fields_offset = layout.fields_offset;
+  header->counters_offset = layout.counters_offset;
+  header->seq_offset = layout.seq_offset;
+  header->seed = seed;
+  auto* records = reinterpret_cast<FieldRecord*>(base + layout.fields_offset);
+  for (std::size_t i = 0; i < schema.size(); ++i) {
+    const Field& field = schema[i];
+    FieldRecord& record = *new (&records[i]) FieldRecord{};
+    std::memcpy(record.name, field.name.data(), field.name.size());
+    record.dtype = static_cast<std::uint8_t>(field.dtype);
+    record.ndim = static_cast<std::uint8_t>(field.shape.size());
+    std::copy(field.shape.begin(), field.shape.end(), record.dims);
+    record.column_offset = layout.column_offsets[i];
+    record.row_bytes = field.row_bytes();
+  }
+  new (base + layout.counters_offset) Counters{};
+}
+
+[[noreturn]] void throw_size_mismatch(const Field& field, std::size_t rows, std::size_t given) {
+  throw std::invalid_argument("field '" + field.name + "' (" + field.describe() + "): expected " +
+                              std::to_string(rows * field.row_bytes()) + " bytes for " +
+                              std::to_string(rows) + " row(s), got " + std::to_string(given));
+}
+
+}  // namespace
+
+Buffer::Buffer(Schema schema, BufferOptions options)
+    : schema_(std::move(schema)),
+      capacity_(options.capacity),
+      layout_(Layout::compute(schema_, capacity_)),
+      region_(Region::allocate_private(layout_.total_bytes)) {
+  std::byte* base = region_.data();
+  write_header(base, schema_, layout_, capacity_, options.seed);
+  std::fill_n(seq_words(), capacity_, sync::kUnwritten);
+  for (std::size_t i = 0; i < schema_.size(); ++i) {
+    columns_.push_back(base + layout_.column_offsets[i]);
+    row_bytes_.push_back(schema_[i].row_bytes());
+  }
+}
+
+RegionHeader& Buffer::header() const noexcept {
+  return *reinterpret_cast<RegionHeader*>(region_.data());
+}
+
+Counters& Buffer::counters() const noexcept {
+  return *reinterpret_cast<Counters*>(region_.data() + header().counters_offset);
+}
+
+sync::SeqWord* Buffer::seq_words() const noexcept {
+  return reinterpret_cast<sync::SeqWord*>(region_.data() + header().seq_offset);
+}
+
+std::uint64_t Buffer::next_key() const noexcept {
+  return sync::counter_ref(counters().next_key).load(std::memory_order_acquire);
+}
+
+Buffer::Snapshot Buffer::snapshot() const noexcept {
+  Counters& c = counters();
+  const std::uint64_t base = sync::counter_ref(c.base_key).load(std::memory_order_acquire);
+  const std::uint64_t next = sync::counter_ref(c.next_key).load(std::memory_order_acquire);
+  const std::uint64_t since_clear = next >= base ? next - base : 0;
+  return Snapshot{base, static_cast<std::size_t>(std::min<std::uint64_t>(since_clear, capacity_)),
+                  since_clear / capacity_, static_cast<std::size_t>(since_clear % capacity_)};
+}
+
+std::size_t Buffer::size() const noexcept { return snapshot().size; }
+
+std::span<const std::byte> Buffer::column(std::size_t field) const noexcept {
+  return {columns_[field], capacity_ * row_bytes_[field]};
+}
+
+void Buffer::check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const {
+  if (columns.size() != schema_.size()) {
+    throw std::invalid_argument("expected " + std::to_string(schema_.size()) + " fields (" +
+                                schema_.field_names() + "), got " +
+                                std::to_string(columns.size()));
+  }
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i].size() != rows * row_bytes_[i]) {
+      throw_size_mismatch(schema_[i], rows, columns[i].size());
+    }
+  }
+}
+
+bool Buffer::begin_write(std::size_t slot, std::uint64_t lap) noexcept {
+  auto word = sync::seq_ref(seq_words()[slot]);
+  sync::SeqWord current = word.load(std::memory_order_relaxed);
+  sync::Backoff backoff;
+  for (;;) {
+    if (sync::is_writing(current)) {
+      // Another writer is on this slot: one that claimed its key a whole lap before or after us.
+      backoff.wait();
+      current = word.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (sync::laps_behind(current, lap) <= 0) return false;
+    if (word.compare_exchange_weak(current, sync::writing(lap), std::memory_order_acquire,
+                                   std::memory_order_relaxed)) {
+      // The odd word must be visible before any byte of the row changes.
+      std::atomic_thread_fence(std::memory_order_release);
+      return true;
+    }
+  }
+}
+
+void Buffer::end_write(std::size_t slot, std::uint64_t lap) noexcept {
+  sync::seq_ref(seq_words()[slot]).store(sync::published(lap), std::memory_order_release);
+}
+
+void Buffer::write_rows(std::span<const FieldBytes> columns, std::size_t first_row,
+                        std::size_t first_slot, std::size_t rows) noexcept {
+  for (std::size_t f = 0; f < columns.size(); ++f) {
+    const std::size_t rb = row_bytes_[f];
+    sync::seqlock_copy(columns_[f] + first_slot * rb, columns[f].data() + first_row * rb,
+                       rows * rb);
+  }
+}
+
+std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
+  check_inputs(row, 1);
+  Counters& c = counters();
+  const std::uint64_t key = sync::counter_ref(c.next_key).fetch_add(1, std::memory_order_acq_rel);
+  const std::uint64_t since_clear =
+      key - sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
+  const std::uint64_t lap = since_clear / capacity_;
+  const std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
+  if (begin_write(slot, lap)) {
+    write_rows(row, 0, slot, 1);
+    end_write(slot, lap);
+  }
+  return key;
+}
+
+std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t count) {
+  if (count == 0) throw std::invalid_argument("add_batch needs at least one row, got 0");
+  check_inputs(columns, count);
+  Counters& c = counters();
+  const std::uint64_t first_key =
+      sync::counter_ref(c.next_key).fetch_add(count, std::memory_order_acq_rel);
+  const std::uint64_t base = sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
+  // Rows that the same batch overwrites are never written.
+  const std::size_t skipped = count > capacity_ ? count - capacity_ : 0;
+  std::uint64_t since_clear = first_key - base + skipped;
+  std::uint64_t lap = since_clear / capacity_;
+  std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
+  std::size_t row = skipped;
+  // Copy runs of consecutive slots with one memcpy per field; a run ends at the ring's end or at a
+  // slot a newer lap already holds (possible only when another writer is a whole lap ahead).
+  while (row < count) {
+    const std::size_t run_start = row;
+    const std::size_t run_slot = slot;
+    bool stale = false;
+    while (row < count && slot < capacity_) {
+      if (!begin_write(slot, lap)) {
+        stale = true;
+        break;
+      }
+      ++row;
+      ++slot;
+    }
+    const std::size_t run_length = row - run_start;
+    write_rows(columns, run_start, run_slot, run_length);
+    for (std::size_t i = 0; i < run_length; ++i) end_write(run_slot + i, lap);
+    if (stale) {
+      ++row;
+      ++slot;
+    }
+    if (slot == capacity_) {
+      slot = 0;
+      ++lap;
+    }
+  }
+  return first_key;
+}
+
+void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::uint64_t> keys,
+                           std::size_t batch) const {
+  if (batch == 0) throw std::invalid_argument("batch size must be at least 1, got 0");
+  if (out.size() != schema_.size()) {
+    throw std::invalid_argument("expected " + std::to_string(schema_.size()) +
+                                " output fields (" + schema_.field_names() + "), got " +
+                                std::to_string(out.size()));
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!out[i].empty() && out[i].size() != batch * row_bytes_[i]) {
+      throw_size_mismatch(schema_[i], batch, out[i].size());
+    }
+  }
+  if (!keys.empty() && keys.size() != batch) {
+    throw std::invalid_argument("expected room for " + std::to_string(batch) + " keys, got " +
+                                std::to_string(keys.size()));
+  }
+}
+
+void Buffer::prefetch_row(std::size_t slot, std::span<const FieldOut> out) const noexcept {
+  __builtin_prefetch(&seq_words()[slot]);
+  for (std::size_t f = 0; f < out.size(); ++f) {
+    if (!out[f].empty()) __builtin_prefetch(columns_[f] + slot * row_bytes_[f]);
+  }
+}
+
+bool Buffer::try_read(std::size_t slot, const Snapshot& snap, std::span<const FieldOut> out,
+                      std::size_t row, std::uint64_t& key) const noexcept {
+  if (slot >= snap.size) return false;  // a clear shrank the buffer since the slot was drawn
+  auto word = sync::seq_ref(seq_words()[slot]);
+  const sync::SeqWord before = word.load(std::memory_order_acquire);
+  if (sync::is_writing(before)) return false;
+  const std::uint64_t expected_lap = slot < snap.partial ? snap.full_laps : snap.full_laps - 1;
+  const std::int64_t lap = static_cast<std::int64_t>(expected_lap) -
+                           sync::laps_behind(before, expected_lap);
+  if (lap < 0) return false;  // never written since the last clear
+  for (std::size_t f = 0; f < out.size(); ++f) {
+    if (out[f].empty()) continue;
+    const std::size_t rb = row_bytes_[f];
+    sync::seqlock_copy(out[f].data() + row * rb, columns_[f] + slot * rb, rb);
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (word.load(std::memory_order_relaxed) != before) return false;
+  key = snap.base_key + static_cast<std::uint64_t>(lap) * capacity_ + slot;
+  return true;
+}
+
+void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
+                    std::span<std::uint64_t> keys) {
+  check_outputs(out, keys, batch);
+  Snapshot snap = snapshot();
+  if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
+  const std::uint64_t stream =
+      sync::counter_ref(counters().sample_stream).fetch_add(1, std::memory_order_relaxed);
+  Xoshiro256pp rng = Xoshiro256pp::for_stream(header().seed, stream);
+
+  // Draw a chunk of slots and prefetch all their rows before copying any: the copies then wait on
+  // many cache misses at once instead of one after another.
+  constexpr std::size_t kChunk = 16;
+  std::size_t slots[kChunk];
+  for (std::size_t start = 0; start < batch; start += kChunk) {
+    const std::size_t n = std::min(kChunk, batch - start);
+    for (std::size_t j = 0; j < n; ++j) {
+      slots[j] = static_cast<std::size_t>(rng.below(snap.size));
+      prefetch_row(slots[j], out);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t row = start + j;
+      std::uint64_t key = 0;
+      sync::Backoff backoff;
+      std::size_t slot = slots[j];
+      // A slot mid-write or emptied by a clear: draw another. Only concurrent writers or a clear
+      // make this loop run more than once.
+      while (!try_read(slot, snap, out, row, key)) {
+        backoff.wait();
+        snap = snapshot();
+        if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
+        slot = static_cast<std::size_t>(rng.below(snap.size));
+      }
+      if (!keys.empty()) keys[row] = key;
+    }
+  }
+}
+
+void Buffer::clear() noexcept {
+  Counters& c = counters();
+  const std::uint64_t next = sync::counter_ref(c.next_key).load(std::memory_order_acquire);
+  sync::counter_ref(c.base_key).store(next, std::memory_order_release);
+  sync::SeqWord* words = seq_words();
+  for (std::size_t i = 0; i < capacity_; ++i) {
+    sync::seq_ref(words[i]).store(sync::kUnwritten, std::memory_order_release);
+  }
+}
+
+}  // namespace replay_buffer

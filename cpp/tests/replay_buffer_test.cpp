@@ -1,0 +1,68 @@
+#include "replay_buffer/replay_buffer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+
+#include "replay_buffer/errors.hpp"
+
+namespace replay_buffer {
+namespace {
+
+using CartPole = ReplayBuffer<std::array<float, 4>, std::int64_t>;
+
+CartPole::TransitionType transition(int i) {
+  const auto f = static_cast<float>(i);
+  return {{f, f + 1, f + 2, f + 3}, i % 2, f * 0.5f, {f + 10, f + 11, f + 12, f + 13}, i % 3 == 0};
+}
+
+TEST(ReplayBuffer, SpecificationApi) {
+  CartPole buffer(BufferConfig{.capacity = 100, .strategy = SamplingStrategy::kUniform});
+  EXPECT_EQ(buffer.capacity(), 100u);
+  EXPECT_EQ(buffer.size(), 0u);
+  for (int i = 0; i < 120; ++i) buffer.add(transition(i));
+  EXPECT_EQ(buffer.size(), 100u);
+  EXPECT_TRUE(buffer.is_full());
+  std::vector<std::uint64_t> keys(32);
+  const auto batch = buffer.sample(32, keys);
+  ASSERT_EQ(batch.size(), 32u);
+  for (std::size_t j = 0; j < batch.size(); ++j) {
+    const int i = static_cast<int>(batch[j].reward * 2);
+    EXPECT_GE(i, 20);
+    EXPECT_EQ(keys[j], std::uint64_t(i));
+    const auto want = transition(i);
+    EXPECT_EQ(batch[j].observation, want.observation);
+    EXPECT_EQ(batch[j].action, want.action);
+    EXPECT_EQ(batch[j].next_observation, want.next_observation);
+    EXPECT_EQ(batch[j].done, want.done);
+  }
+}
+
+TEST(ReplayBuffer, SchemaFollowsTheTypes) {
+  struct Opaque {
+    double x;
+    int y;
+  };
+  ReplayBuffer<std::array<std::array<std::uint8_t, 3>, 2>, Opaque> buffer(BufferConfig{.capacity = 4});
+  const Schema& schema = buffer.buffer().schema();
+  EXPECT_EQ(schema[0].describe(), "uint8[2, 3]");
+  EXPECT_EQ(schema[1].describe(), "uint8[" + std::to_string(sizeof(Opaque)) + "]");
+  EXPECT_EQ(schema[2].describe(), "float32 scalar");
+  EXPECT_EQ(schema[4].describe(), "bool scalar");
+  buffer.add({{{{1, 2, 3}, {4, 5, 6}}}, {2.5, 7}, 1.0f, {}, true});
+  const auto batch = buffer.sample(1);
+  EXPECT_EQ(batch[0].observation[1][2], 6);
+  EXPECT_EQ(batch[0].action.x, 2.5);
+  EXPECT_EQ(batch[0].action.y, 7);
+}
+
+TEST(ReplayBuffer, EmptyAndZeroBatchThrow) {
+  CartPole buffer(BufferConfig{.capacity = 4});
+  EXPECT_THROW((void)buffer.sample(1), EmptyBufferError);
+  buffer.add(transition(0));
+  EXPECT_THROW((void)buffer.sample(0), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace replay_buffer
