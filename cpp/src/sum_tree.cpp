@@ -229,9 +229,17 @@ void SumTree::sample_stratified(std::size_t batch, Xoshiro256pp& rng,
 }
 
 void SumTree::rebuild() noexcept {
+  // Padding is zeroed too, so nothing but the priorities themselves needs to have survived.
+  const auto zero_padding = [](double* level_values, std::size_t width) {
+    std::fill(level_values + width, level_values + align_up(width, kLine), 0.0);
+  };
+  zero_padding(sum_level(0), shape_.width[0]);
   for (std::size_t level = 1; level < shape_.levels; ++level) {
     for (std::size_t node = 0; node < shape_.width[level]; ++node) refresh(level, node);
+    zero_padding(sum_level(level), shape_.width[level]);
+    zero_padding(min_level(level), shape_.width[level]);
   }
+  std::fill(values_.begin() + 2, values_.begin() + kLine, 0.0);
   refresh_root();
 }
 

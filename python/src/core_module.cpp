@@ -34,6 +34,13 @@ std::string shape_text(const std::vector<py::ssize_t>& shape) {
   return out + (shape.size() == 1 ? ",)" : ")");
 }
 
+// "(n, 84, 84)" / "(n,)": a batched shape whose leading size is still unknown.
+std::string batched_shape_text(const char* leading, const std::vector<py::ssize_t>& row_shape) {
+  std::string out = std::string("(") + leading;
+  for (const py::ssize_t dim : row_shape) out += ", " + std::to_string(dim);
+  return out + (row_shape.empty() ? ",)" : ")");
+}
+
 std::vector<py::ssize_t> shape_of(const py::array& array) {
   return {array.shape(), array.shape() + array.ndim()};
 }
@@ -340,6 +347,12 @@ class PyBuffer {
                            "): cannot make an array of " +
                            std::string(py::str(py::type::handle_of(value).attr("__name__"))));
     }
+    const bool exact_dtype = array.dtype().equal(dtypes_[i]);
+    if (!exact_dtype && !same_kind_castable(array.dtype(), dtypes_[i])) {
+      throw rb::DTypeError("field '" + field.name + "' has dtype " +
+                           std::string(rb::dtype_name(field.dtype)) + "; cannot safely cast " +
+                           std::string(py::str(array.dtype())) + " to it");
+    }
     std::vector<py::ssize_t> expected;
     if (batched) {
       expected.push_back(rows.value_or(array.ndim() > 0 ? array.shape(0) : -1));
@@ -347,17 +360,12 @@ class PyBuffer {
     expected.insert(expected.end(), shapes_[i].begin(), shapes_[i].end());
     const std::vector<py::ssize_t> given = shape_of(array);
     if (given != expected) {
-      std::string want = shape_text(expected);
-      if (batched && !rows) want = "(n" + (shapes_[i].empty() ? std::string(",)") : ", " + shape_text(shapes_[i]).substr(1));
+      const std::string want =
+          batched && !rows ? batched_shape_text("n", shapes_[i]) : shape_text(expected);
       throw py::value_error("field '" + field.name + "' (" + field.describe() +
                             "): expected shape " + want + ", got " + shape_text(given));
     }
-    if (!array.dtype().equal(dtypes_[i])) {
-      if (!same_kind_castable(array.dtype(), dtypes_[i])) {
-        throw rb::DTypeError("field '" + field.name + "' has dtype " +
-                             std::string(rb::dtype_name(field.dtype)) + "; cannot safely cast " +
-                             std::string(py::str(array.dtype())) + " to it");
-      }
+    if (!exact_dtype) {
       array = array.attr("astype")(dtypes_[i], py::arg("order") = "C");
     } else if (!(array.flags() & py::array::c_style)) {
       array = py::array::ensure(array, py::array::c_style);  // non-contiguous: copied
@@ -384,8 +392,7 @@ class PyBuffer {
     std::vector<py::ssize_t> want{rows.value_or(array.ndim() > 0 ? array.shape(0) : -1)};
     want.insert(want.end(), row_shape.begin(), row_shape.end());
     if (shape_of(array) != want || want[0] < 0) {
-      std::string expected = "(batch" + (row_shape.empty() ? std::string(",)") : ", " + shape_text(row_shape).substr(1));
-      if (rows) expected = shape_text(want);
+      const std::string expected = rows ? shape_text(want) : batched_shape_text("batch", row_shape);
       throw py::value_error("sample_into: '" + name + "' must have shape " + expected +
                             ", got " + shape_text(shape_of(array)));
     }

@@ -84,8 +84,8 @@ class SumTree {
   void sample_stratified(std::size_t batch, Xoshiro256pp& rng,
                          std::span<std::size_t> out_leaves) const;
 
-  // Recomputes every parent from the priorities, O(n): repairs a tree a writer left half-updated
-  // (a process that died holding the lock). Caller holds the lock.
+  // Recomputes everything else from the priorities, O(n): repairs a tree a writer left
+  // half-updated (a process that died holding the lock). Caller holds the lock.
   void rebuild() noexcept;
 
  private:

@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from replay_buffer import BufferConfig, ReplayBuffer
+
+
+def cartpole(capacity: int = 100, seed: int = 0) -> ReplayBuffer:
+    return ReplayBuffer(BufferConfig(capacity=capacity, seed=seed), obs_shape=(4,), action_dim=2)
+
+
+def counter_transition(i: int) -> dict:
+    """A transition whose every field derives from i, so a sampled row can be checked alone."""
+    obs = np.arange(4, dtype=np.float32) + i
+    return {"obs": obs, "action": i % 2, "reward": float(i), "next_obs": obs + 1, "done": i % 3 == 0}
+
+
+def assert_rows_consistent(batch: dict) -> None:
+    ids = batch["reward"].astype(np.int64)
+    np.testing.assert_array_equal(batch["obs"], np.arange(4, dtype=np.float32) + ids[:, None])
+    np.testing.assert_array_equal(batch["next_obs"], batch["obs"] + 1)
+    np.testing.assert_array_equal(batch["action"], ids % 2)
+    np.testing.assert_array_equal(batch["done"], ids % 3 == 0)
+
+
+@pytest.fixture
+def buffer() -> ReplayBuffer:
+    return cartpole()
