@@ -7,8 +7,8 @@
 #include <new>
 #include <vector>
 
-#include "replay_buffer/rank_table.hpp"
 #include "replay_buffer/random.hpp"
+#include "replay_buffer/rank_table.hpp"
 #include "replay_buffer/sum_tree.hpp"
 
 namespace replay_buffer {

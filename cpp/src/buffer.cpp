@@ -1,6 +1,7 @@
 #include "replay_buffer/buffer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <new>
@@ -65,31 +66,22 @@ Buffer::Buffer(Schema schema, BufferOptions options)
       region_(Region::allocate_private(layout_.total_bytes)) {
   std::byte* base = region_.data();
   write_header(base, schema_, layout_, capacity_, options.seed);
-  std::fill_n(seq_words(), capacity_, sync::kUnwritten);
+  header_ = reinterpret_cast<RegionHeader*>(base);
+  counters_ = reinterpret_cast<Counters*>(base + layout_.counters_offset);
+  seq_ = reinterpret_cast<sync::SeqWord*>(base + layout_.seq_offset);
+  std::fill_n(seq_, capacity_, sync::kUnwritten);
   for (std::size_t i = 0; i < schema_.size(); ++i) {
     columns_.push_back(base + layout_.column_offsets[i]);
     row_bytes_.push_back(schema_[i].row_bytes());
   }
 }
 
-RegionHeader& Buffer::header() const noexcept {
-  return *reinterpret_cast<RegionHeader*>(region_.data());
-}
-
-Counters& Buffer::counters() const noexcept {
-  return *reinterpret_cast<Counters*>(region_.data() + header().counters_offset);
-}
-
-sync::SeqWord* Buffer::seq_words() const noexcept {
-  return reinterpret_cast<sync::SeqWord*>(region_.data() + header().seq_offset);
-}
-
 std::uint64_t Buffer::next_key() const noexcept {
-  return sync::counter_ref(counters().next_key).load(std::memory_order_acquire);
+  return sync::counter_ref(counters_->next_key).load(std::memory_order_acquire);
 }
 
 Buffer::Snapshot Buffer::snapshot() const noexcept {
-  Counters& c = counters();
+  Counters& c = *counters_;
   const std::uint64_t base = sync::counter_ref(c.base_key).load(std::memory_order_acquire);
   const std::uint64_t next = sync::counter_ref(c.next_key).load(std::memory_order_acquire);
   const std::uint64_t since_clear = next >= base ? next - base : 0;
@@ -117,7 +109,7 @@ void Buffer::check_inputs(std::span<const FieldBytes> columns, std::size_t rows)
 }
 
 bool Buffer::begin_write(std::size_t slot, std::uint64_t lap) noexcept {
-  auto word = sync::seq_ref(seq_words()[slot]);
+  auto word = sync::seq_ref(seq_[slot]);
   sync::SeqWord current = word.load(std::memory_order_relaxed);
   sync::Backoff backoff;
   for (;;) {
@@ -138,7 +130,7 @@ bool Buffer::begin_write(std::size_t slot, std::uint64_t lap) noexcept {
 }
 
 void Buffer::end_write(std::size_t slot, std::uint64_t lap) noexcept {
-  sync::seq_ref(seq_words()[slot]).store(sync::published(lap), std::memory_order_release);
+  sync::seq_ref(seq_[slot]).store(sync::published(lap), std::memory_order_release);
 }
 
 void Buffer::write_rows(std::span<const FieldBytes> columns, std::size_t first_row,
@@ -152,7 +144,7 @@ void Buffer::write_rows(std::span<const FieldBytes> columns, std::size_t first_r
 
 std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   check_inputs(row, 1);
-  Counters& c = counters();
+  Counters& c = *counters_;
   const std::uint64_t key = sync::counter_ref(c.next_key).fetch_add(1, std::memory_order_acq_rel);
   const std::uint64_t since_clear =
       key - sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
@@ -168,7 +160,7 @@ std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
 std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t count) {
   if (count == 0) throw std::invalid_argument("add_batch needs at least one row, got 0");
   check_inputs(columns, count);
-  Counters& c = counters();
+  Counters& c = *counters_;
   const std::uint64_t first_key =
       sync::counter_ref(c.next_key).fetch_add(count, std::memory_order_acq_rel);
   const std::uint64_t base = sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
@@ -226,27 +218,24 @@ void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::u
   }
 }
 
-void Buffer::prefetch_row(std::size_t slot, std::span<const FieldOut> out) const noexcept {
-  __builtin_prefetch(&seq_words()[slot]);
-  for (std::size_t f = 0; f < out.size(); ++f) {
-    if (!out[f].empty()) __builtin_prefetch(columns_[f] + slot * row_bytes_[f]);
-  }
+void Buffer::prefetch_row(std::size_t slot, CopyPlan plan) const noexcept {
+  __builtin_prefetch(&seq_[slot]);
+  for (const FieldCopy& field : plan) __builtin_prefetch(field.column + slot * field.row_bytes);
 }
 
-bool Buffer::try_read(std::size_t slot, const Snapshot& snap, std::span<const FieldOut> out,
-                      std::size_t row, std::uint64_t& key) const noexcept {
+bool Buffer::try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan, std::size_t row,
+                      std::uint64_t& key) const noexcept {
   if (slot >= snap.size) return false;  // a clear shrank the buffer since the slot was drawn
-  auto word = sync::seq_ref(seq_words()[slot]);
+  auto word = sync::seq_ref(seq_[slot]);
   const sync::SeqWord before = word.load(std::memory_order_acquire);
   if (sync::is_writing(before)) return false;
   const std::uint64_t expected_lap = slot < snap.partial ? snap.full_laps : snap.full_laps - 1;
   const std::int64_t lap = static_cast<std::int64_t>(expected_lap) -
                            sync::laps_behind(before, expected_lap);
   if (lap < 0) return false;  // never written since the last clear
-  for (std::size_t f = 0; f < out.size(); ++f) {
-    if (out[f].empty()) continue;
-    const std::size_t rb = row_bytes_[f];
-    sync::seqlock_copy(out[f].data() + row * rb, columns_[f] + slot * rb, rb);
+  for (const FieldCopy& field : plan) {
+    sync::seqlock_copy(field.out + row * field.row_bytes, field.column + slot * field.row_bytes,
+                       field.row_bytes);
   }
   std::atomic_thread_fence(std::memory_order_acquire);
   if (word.load(std::memory_order_relaxed) != before) return false;
@@ -260,8 +249,14 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
   Snapshot snap = snapshot();
   if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
   const std::uint64_t stream =
-      sync::counter_ref(counters().sample_stream).fetch_add(1, std::memory_order_relaxed);
-  Xoshiro256pp rng = Xoshiro256pp::for_stream(header().seed, stream);
+      sync::counter_ref(counters_->sample_stream).fetch_add(1, std::memory_order_relaxed);
+  Xoshiro256pp rng = Xoshiro256pp::for_stream(header_->seed, stream);
+  std::array<FieldCopy, kMaxFields> copies;
+  std::size_t copy_count = 0;
+  for (std::size_t f = 0; f < out.size(); ++f) {
+    if (!out[f].empty()) copies[copy_count++] = {columns_[f], out[f].data(), row_bytes_[f]};
+  }
+  const CopyPlan plan(copies.data(), copy_count);
 
   // Draw a chunk of slots and prefetch all their rows before copying any: the copies then wait on
   // many cache misses at once instead of one after another.
@@ -271,7 +266,7 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
     const std::size_t n = std::min(kChunk, batch - start);
     for (std::size_t j = 0; j < n; ++j) {
       slots[j] = static_cast<std::size_t>(rng.below(snap.size));
-      prefetch_row(slots[j], out);
+      prefetch_row(slots[j], plan);
     }
     for (std::size_t j = 0; j < n; ++j) {
       const std::size_t row = start + j;
@@ -280,7 +275,7 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
       std::size_t slot = slots[j];
       // A slot mid-write or emptied by a clear: draw another. Only concurrent writers or a clear
       // make this loop run more than once.
-      while (!try_read(slot, snap, out, row, key)) {
+      while (!try_read(slot, snap, plan, row, key)) {
         backoff.wait();
         snap = snapshot();
         if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
@@ -292,12 +287,11 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
 }
 
 void Buffer::clear() noexcept {
-  Counters& c = counters();
+  Counters& c = *counters_;
   const std::uint64_t next = sync::counter_ref(c.next_key).load(std::memory_order_acquire);
   sync::counter_ref(c.base_key).store(next, std::memory_order_release);
-  sync::SeqWord* words = seq_words();
   for (std::size_t i = 0; i < capacity_; ++i) {
-    sync::seq_ref(words[i]).store(sync::kUnwritten, std::memory_order_release);
+    sync::seq_ref(seq_[i]).store(sync::kUnwritten, std::memory_order_release);
   }
 }
 

@@ -31,6 +31,11 @@ Region Region::allocate_private(std::size_t bytes) {
     const int err = errno;
     throw CapacityError("cannot map " + std::to_string(bytes) + " bytes: " + std::strerror(err));
   }
+#ifdef MADV_HUGEPAGE
+  // Sampling touches rows at random: with 2 MiB pages most of those touches stop missing the TLB.
+  // Only a hint (Linux); where the kernel declines, nothing changes.
+  ::madvise(base, bytes, MADV_HUGEPAGE);
+#endif
   return Region(static_cast<std::byte*>(base), bytes);
 }
 

@@ -1,6 +1,8 @@
 #include "replay_buffer/sum_tree.hpp"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -31,15 +33,21 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 }
 
 // Smallest positive value of a line, or 0 when there is none (0 stands for "no positive leaf").
+// Non-negative doubles order like their bit patterns, and subtracting 1 sends +0 to the largest
+// pattern, so one unsigned min finds the smallest positive value and adding 1 back turns "none"
+// into +0 again. Branch-free, as zero and positive children mix unpredictably.
 [[gnu::always_inline]] inline double line_min_positive(const double* line) noexcept {
-  double m = kInf;
-  for (std::size_t i = 0; i < kLine; ++i) m = std::min(m, line[i] > 0.0 ? line[i] : kInf);
-  return m == kInf ? 0.0 : m;
+  std::uint64_t smallest = std::numeric_limits<std::uint64_t>::max();
+  for (std::size_t i = 0; i < kLine; ++i) {
+    smallest = std::min(smallest, std::bit_cast<std::uint64_t>(line[i]) - 1);
+  }
+  return std::bit_cast<double>(smallest + 1);
 }
 
-// Picks the child of `line` under offset `u` (>= 0) and makes `u` relative to it. The running
-// prefix does not grow across a zero child, so `prefix <= u` always steps over one: the chosen
-// child is positive. When rounding leaves `u` at or past the line's end, the walk takes the last
+// Picks the child of `line` under offset `u` (>= 0) and makes `u` relative to it. Branch-free
+// (the choice is a coin flip a predictor cannot learn): counts the running prefixes <= u. The
+// prefix does not grow across a zero child, so `prefix <= u` always steps over one and the child
+// found is positive. When rounding leaves `u` at or past the line's end, the walk takes the last
 // positive child and aims at its end, which repeats the choice on every level below.
 [[gnu::always_inline]] inline std::size_t select_child(const double* line, double& u) noexcept {
   std::array<double, kLine> before;
@@ -137,7 +145,7 @@ void SumTree::refresh_root() noexcept {
 void SumTree::set(std::size_t leaf, double priority) {
   check_leaf(leaf, capacity_);
   check_priority(priority);
-  sum_level(0)[leaf] = priority;
+  sum_level(0)[leaf] = priority + 0.0;  // -0.0 becomes +0.0, as line_min_positive needs
   std::size_t node = leaf;
   for (std::size_t level = 1; level < shape_.levels; ++level) {
     node >>= kLineShift;
@@ -151,27 +159,33 @@ void SumTree::set_batch(std::span<const std::size_t> leaves, std::span<const dou
     throw std::invalid_argument("set_batch got " + std::to_string(leaves.size()) + " leaves and " +
                                 std::to_string(priorities.size()) + " priorities");
   }
-  double* const priority_level = sum_level(0);
   for (std::size_t i = 0; i < leaves.size(); ++i) {
     check_leaf(leaves[i], capacity_);
     check_priority(priorities[i]);
-    __builtin_prefetch(priority_level + leaves[i], 1);
   }
-  for (std::size_t i = 0; i < leaves.size(); ++i) priority_level[leaves[i]] = priorities[i];
-  // Level by level, so every parent reads children that are already final (this is what makes a
-  // duplicate leaf harmless), while the next level's lines are prefetched.
-  for (std::size_t level = 1; level < shape_.levels; ++level) {
+  // The values every item will write at `level`, requested for writing ahead of time.
+  const auto prefetch_level = [this, leaves](std::size_t level) {
+    if (level >= shape_.levels) return;
     const std::size_t shift = kLineShift * level;
-    const bool prefetch = level + 1 < shape_.levels;
-    double* const next_sum = prefetch ? sum_level(level + 1) : nullptr;
-    double* const next_min = prefetch ? min_level(level + 1) : nullptr;
     for (const std::size_t leaf : leaves) {
-      const std::size_t node = leaf >> shift;
-      refresh(level, node);
-      if (prefetch) {
-        __builtin_prefetch(next_sum + (node >> kLineShift), 1);
-        __builtin_prefetch(next_min + (node >> kLineShift), 1);
-      }
+      __builtin_prefetch(sum_level(level) + (leaf >> shift), 1);
+      if (level > 0) __builtin_prefetch(min_level(level) + (leaf >> shift), 1);
+    }
+  };
+  prefetch_level(0);
+  prefetch_level(1);
+  double* const priority_level = sum_level(0);
+  for (std::size_t i = 0; i < leaves.size(); ++i) priority_level[leaves[i]] = priorities[i] + 0.0;
+  // Level by level, so every parent reads children that are already final (this is what makes a
+  // duplicate leaf harmless), one level's lines prefetched while the previous one is computed.
+  for (std::size_t level = 1; level < shape_.levels; ++level) {
+    prefetch_level(level + 1);
+    if (shape_.width[level] <= leaves.size()) {
+      // The top levels: recomputing each of their few values once is less work than once per item.
+      for (std::size_t node = 0; node < shape_.width[level]; ++node) refresh(level, node);
+    } else {
+      const std::size_t shift = kLineShift * level;
+      for (const std::size_t leaf : leaves) refresh(level, leaf >> shift);
     }
   }
   refresh_root();

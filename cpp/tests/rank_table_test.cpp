@@ -148,9 +148,10 @@ TEST(RankTableTest, SampleIsStratified) {
     for (std::size_t j = 0; j < kK; ++j) {
       // Rank r's mass [before[r], before[r + 1]) meets segment j's [j / k, (j + 1) / k).
       const std::size_t r = ranks[j];
+      const double segment_begin = static_cast<double>(j) / kK;
       ASSERT_LT(r, kN);
-      ASSERT_LE(before[r], (j + 1.0) / kK + 1e-12) << j;
-      ASSERT_GE(before[r + 1], j / static_cast<double>(kK) - 1e-12) << j;
+      ASSERT_LE(before[r], segment_begin + 1.0 / kK + 1e-12) << j;
+      ASSERT_GE(before[r + 1], segment_begin - 1e-12) << j;
     }
   }
 }

@@ -288,6 +288,19 @@ TEST(SumTreeTest, MinPositiveFollowsUpdates) {
   }
 }
 
+TEST(SumTreeTest, NegativeZeroIsZero) {
+  Fixture f(20);
+  f.tree.set(3, -0.0);
+  const std::vector<std::size_t> leaves = {4};
+  const std::vector<double> priorities = {-0.0};
+  f.tree.set_batch(leaves, priorities);
+  EXPECT_FALSE(std::signbit(f.tree.get(3)));
+  EXPECT_FALSE(std::signbit(f.tree.get(4)));
+  EXPECT_EQ(f.tree.min_positive(), kInf);
+  f.tree.set(5, 2.0);
+  EXPECT_EQ(f.tree.min_positive(), 2.0);
+}
+
 TEST(SumTreeTest, ResetZeroesEverything) {
   Fixture f(65);
   f.fill(make_priorities(Shape::kPareto, 65, 1));
@@ -385,17 +398,17 @@ TEST_P(StratifiedSampleTest, FrequenciesMatchPriorities) {
                                << " critical=" << chi_square_critical(result.df);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, StratifiedSampleTest,
-    ::testing::Values(ChiSquareCase{Shape::kUniform, 2, 100}, ChiSquareCase{Shape::kLinear, 3, 500},
-                      ChiSquareCase{Shape::kUniform, 9, 2000},
-                      ChiSquareCase{Shape::kLinear, 65, 2000},
-                      ChiSquareCase{Shape::kUniform, 1000, 5000},
-                      ChiSquareCase{Shape::kLinear, 1000, 5000},
-                      ChiSquareCase{Shape::kPareto, 1000, 20000},
-                      ChiSquareCase{Shape::kMostlyZero, 1000, 5000},
-                      ChiSquareCase{Shape::kPareto, 4097, 20000},
-                      ChiSquareCase{Shape::kMostlyZero, 4097, 5000}));
+INSTANTIATE_TEST_SUITE_P(Shapes, StratifiedSampleTest,
+                         ::testing::Values(ChiSquareCase{Shape::kUniform, 2, 100},
+                                           ChiSquareCase{Shape::kLinear, 3, 500},
+                                           ChiSquareCase{Shape::kUniform, 9, 2000},
+                                           ChiSquareCase{Shape::kLinear, 65, 2000},
+                                           ChiSquareCase{Shape::kUniform, 1000, 5000},
+                                           ChiSquareCase{Shape::kLinear, 1000, 5000},
+                                           ChiSquareCase{Shape::kPareto, 1000, 20000},
+                                           ChiSquareCase{Shape::kMostlyZero, 1000, 5000},
+                                           ChiSquareCase{Shape::kPareto, 4097, 20000},
+                                           ChiSquareCase{Shape::kMostlyZero, 4097, 5000}));
 
 TEST(SumTreeTest, ChiSquareRejectsTheWrongDistribution) {
   // Guards the test itself: linear priorities must not pass as uniform.

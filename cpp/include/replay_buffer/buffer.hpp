@@ -38,7 +38,7 @@ class Buffer {
   // Immutable after construction: all of these are thread-safe.
   [[nodiscard]] const Schema& schema() const noexcept { return schema_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] std::uint64_t seed() const noexcept { return header().seed; }
+  [[nodiscard]] std::uint64_t seed() const noexcept { return header_->seed; }
   // Bytes of the whole region: header, sequence words and columns.
   [[nodiscard]] std::size_t region_bytes() const noexcept { return region_.size(); }
 
@@ -76,10 +76,14 @@ class Buffer {
 
  private:
   struct Snapshot;
+  // One field a sample copies: its column, where its rows go, and their size.
+  struct FieldCopy {
+    const std::byte* column;
+    std::byte* out;
+    std::size_t row_bytes;
+  };
+  using CopyPlan = std::span<const FieldCopy>;
 
-  [[nodiscard]] RegionHeader& header() const noexcept;
-  [[nodiscard]] Counters& counters() const noexcept;
-  [[nodiscard]] sync::SeqWord* seq_words() const noexcept;
   [[nodiscard]] Snapshot snapshot() const noexcept;
 
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;
@@ -90,17 +94,20 @@ class Buffer {
   void end_write(std::size_t slot, std::uint64_t lap) noexcept;
   void write_rows(std::span<const FieldBytes> columns, std::size_t first_row,
                   std::size_t first_slot, std::size_t rows) noexcept;
-  // Copies slot into row `row` of out; false if the slot is unwritten or changed during the copy.
-  [[nodiscard]] bool try_read(std::size_t slot, const Snapshot& snap,
-                              std::span<const FieldOut> out, std::size_t row,
-                              std::uint64_t& key) const noexcept;
-  void prefetch_row(std::size_t slot, std::span<const FieldOut> out) const noexcept;
+  // Copies slot into row `row` of the plan's outputs; false if the slot is unwritten or changed
+  // during the copy.
+  [[nodiscard]] bool try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan,
+                              std::size_t row, std::uint64_t& key) const noexcept;
+  void prefetch_row(std::size_t slot, CopyPlan plan) const noexcept;
 
   Schema schema_;
   std::size_t capacity_;
   Layout layout_;
   Region region_;
-  // Cached from the header: the hot paths read them on every row.
+  // Parts of the region, resolved once: the hot paths use them on every row.
+  RegionHeader* header_;
+  Counters* counters_;
+  sync::SeqWord* seq_;
   std::vector<std::byte*> columns_;
   std::vector<std::size_t> row_bytes_;
 };

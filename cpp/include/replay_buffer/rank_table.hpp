@@ -39,11 +39,11 @@ class RankTable {
   // Thread-safe.
   [[nodiscard]] double probability(std::size_t rank, std::size_t n) const;
 
-  // Writes k stratified ranks in [0, n) to out_ranks, in non-decreasing order: out_ranks[j] is
-  // drawn from segment j. A rank whose weight is
-  // lost to rounding in the cumulative sum (below 2^-53 of the sum, e.g. deep ranks at a large
-  // alpha) is never returned. Throws std::out_of_range unless 1 <= n <= max_size() and
-  // std::invalid_argument when out_ranks.size() != k. Thread-safe (rng is the caller's own).
+  // Writes k stratified ranks in [0, n) to out_ranks, out_ranks[j] drawn from segment j, so in
+  // non-decreasing order. A rank whose weight is lost to rounding in the cumulative sum (below
+  // 2^-53 of the sum before it, e.g. deep ranks at a large alpha) is never returned. Throws
+  // std::out_of_range unless 1 <= n <= max_size() and std::invalid_argument when
+  // out_ranks.size() != k. Thread-safe (rng is the caller's own).
   void sample(std::size_t n, std::size_t k, Xoshiro256pp& rng,
               std::span<std::size_t> out_ranks) const;
 

@@ -44,7 +44,7 @@ class SumTree {
   // Thread-safe (touches nothing shared).
   SumTree(std::span<std::byte> storage, std::size_t capacity);
 
-  // Caller holds the lock (or owns the tree alone).
+  // Thread-safe (a property of the view, not of the storage).
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
   // Sets every priority to 0. Caller holds the lock.
@@ -57,8 +57,8 @@ class SumTree {
 
   // Sets leaves[i] to priorities[i] for every i; a leaf listed twice ends with its last priority.
   // Validates everything before changing anything (same exceptions as set(), and
-  // std::invalid_argument for spans of different sizes), then updates level by level: each
-  // touched parent once per item, O(batch log n). Caller holds the lock.
+  // std::invalid_argument for spans of different sizes), then updates level by level with the
+  // next level's lines prefetched, O(batch log n). Caller holds the lock.
   void set_batch(std::span<const std::size_t> leaves, std::span<const double> priorities);
 
   // Throws std::out_of_range for leaf >= capacity(). Caller holds the lock.
@@ -85,7 +85,8 @@ class SumTree {
                          std::span<std::size_t> out_leaves) const;
 
   // Recomputes everything else from the priorities, O(n): repairs a tree a writer left
-  // half-updated (a process that died holding the lock). Caller holds the lock.
+  // half-updated (a process that died holding the lock), in which a walk could end on a
+  // zero-priority leaf (never one >= capacity()). Caller holds the lock.
   void rebuild() noexcept;
 
  private:
@@ -93,7 +94,7 @@ class SumTree {
   static constexpr std::size_t kMaxLevels = 22;
 
   struct Shape {
-    std::size_t levels = 0;  // sum levels, leaves included
+    std::size_t levels = 0;                            // sum levels, leaves included
     std::array<std::size_t, kMaxLevels> width{};       // values in use per level
     std::array<std::size_t, kMaxLevels> sum_offset{};  // in doubles, from the storage start
     std::array<std::size_t, kMaxLevels> min_offset{};  // [0] is unused: leaves serve as level 0

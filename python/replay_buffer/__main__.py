@@ -1,0 +1,5 @@
+"""``python -m replay_buffer``: the same as the ``replay-buffer`` command."""
+
+from replay_buffer.cli import main
+
+main()

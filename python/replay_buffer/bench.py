@@ -1,0 +1,277 @@
+"""Side-by-side benchmark: replay_buffer against a plain NumPy ring and cpprb, in one process run.
+
+Run ``replay-buffer bench`` (or ``python -m replay_buffer.bench``). Peers that are not installed
+are skipped with a note; ``pip install cpprb`` adds cpprb. Numbers are wall-clock on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from replay_buffer import BufferConfig, ReplayBuffer
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A transition shape and the capacity it is benchmarked at."""
+
+    name: str
+    obs_shape: tuple[int, ...]
+    obs_dtype: type
+    capacity: int
+    add_batch: int
+
+    @property
+    def transition_bytes(self) -> int:
+        """Raw bytes of one transition: obs, int64 action, float32 reward, next_obs, bool done."""
+        obs = int(np.prod(self.obs_shape)) * np.dtype(self.obs_dtype).itemsize
+        return 2 * obs + 8 + 4 + 1
+
+
+WORKLOADS = {
+    "cartpole": Workload("CartPole obs float32[4]", (4,), np.float32, 1_000_000, 256),
+    "atari": Workload("Atari obs uint8[84,84,4]", (84, 84, 4), np.uint8, 50_000, 32),
+}
+
+
+def make_batch(w: Workload, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``n`` random transitions for workload ``w``, one array per field."""
+    if w.obs_dtype == np.uint8:
+        obs = rng.integers(0, 256, size=(n, *w.obs_shape), dtype=np.uint8)
+    else:
+        obs = rng.standard_normal((n, *w.obs_shape)).astype(w.obs_dtype)
+    return {
+        "obs": obs,
+        "action": rng.integers(0, 6, size=n, dtype=np.int64),
+        "reward": rng.standard_normal(n).astype(np.float32),
+        "next_obs": obs.copy(),
+        "done": rng.random(n) < 0.01,
+    }
+
+
+class Candidate(Protocol):
+    """What every benchmarked buffer offers."""
+
+    def add(self, t: dict[str, Any]) -> None: ...  # noqa: D102
+    def add_batch(self, b: dict[str, np.ndarray]) -> None: ...  # noqa: D102
+    def sample(self, n: int) -> object: ...  # noqa: D102
+
+
+class Ours:
+    """replay_buffer.ReplayBuffer."""
+
+    name = "replay_buffer"
+
+    def __init__(self, w: Workload) -> None:  # noqa: D107
+        self.buffer = ReplayBuffer(
+            BufferConfig(capacity=w.capacity, seed=0),
+            obs_shape=w.obs_shape,
+            action_dim=6,
+            obs_dtype=w.obs_dtype,
+        )
+        self.add = lambda t: self.buffer.add(**t)
+        self.add_batch = lambda b: self.buffer.add_batch(**b)
+        self.sample = self.buffer.sample
+
+
+class NumpyRing:
+    """The ring buffer most projects write by hand: preallocated arrays and fancy indexing."""
+
+    name = "numpy ring"
+
+    def __init__(self, w: Workload) -> None:  # noqa: D107
+        c = w.capacity
+        self.capacity, self.pos, self.full = c, 0, False
+        self.rng = np.random.default_rng(0)
+        self.arrays = {
+            "obs": np.zeros((c, *w.obs_shape), w.obs_dtype),
+            "action": np.zeros(c, np.int64),
+            "reward": np.zeros(c, np.float32),
+            "next_obs": np.zeros((c, *w.obs_shape), w.obs_dtype),
+            "done": np.zeros(c, np.bool_),
+        }
+
+    def add(self, t: dict[str, Any]) -> None:  # noqa: D102
+        for name, value in t.items():
+            self.arrays[name][self.pos] = value
+        self.pos += 1
+        if self.pos == self.capacity:
+            self.pos, self.full = 0, True
+
+    def add_batch(self, b: dict[str, np.ndarray]) -> None:  # noqa: D102
+        n = len(b["reward"])
+        idx = (self.pos + np.arange(n)) % self.capacity
+        for name, value in b.items():
+            self.arrays[name][idx] = value
+        self.full = self.full or self.pos + n >= self.capacity
+        self.pos = (self.pos + n) % self.capacity
+
+    def sample(self, n: int) -> dict[str, np.ndarray]:  # noqa: D102
+        idx = self.rng.integers(0, self.capacity if self.full else self.pos, size=n)
+        return {name: array[idx] for name, array in self.arrays.items()}
+
+
+class Cpprb:
+    """cpprb.ReplayBuffer with the same fields."""
+
+    name = "cpprb"
+
+    def __init__(self, w: Workload) -> None:  # noqa: D107
+        import cpprb
+
+        obs = {"shape": w.obs_shape, "dtype": w.obs_dtype}
+        self.buffer = cpprb.ReplayBuffer(
+            w.capacity,
+            env_dict={
+                "obs": obs,
+                "action": {"dtype": np.int64},
+                "reward": {"dtype": np.float32},
+                "next_obs": obs,
+                "done": {"dtype": np.bool_},
+            },
+        )
+        self.add = lambda t: self.buffer.add(**t)
+        self.add_batch = lambda b: self.buffer.add(**b)
+        self.sample = self.buffer.sample
+
+
+CANDIDATES: list[Callable[[Workload], Candidate]] = [Ours, NumpyRing, Cpprb]
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except OSError:
+        return 0
+
+
+def per_call_ns(fn: Callable[[], object], calls: int) -> list[float]:
+    """Time each of ``calls`` calls on its own (includes ~30-50 ns of timer overhead)."""
+    out = []
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        start = clock()
+        fn()
+        out.append(clock() - start)
+    return out
+
+
+@dataclass
+class Row:
+    """One measured line of the table."""
+
+    workload: str
+    operation: str
+    candidate: str
+    mean_ns: float
+    p50_ns: float
+    p99_ns: float
+    items_per_call: int
+
+    @property
+    def per_second(self) -> float:
+        """Transitions per second."""
+        return self.items_per_call * 1e9 / self.mean_ns
+
+
+def summarize(workload: str, op: str, who: str, times: list[float], items: int) -> Row:
+    """Mean, median and 99th percentile of per-call times."""
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return Row(workload, op, who, statistics.fmean(times), ordered[len(ordered) // 2], p99, items)
+
+
+def bench_candidate(
+    make: Callable[[Workload], Candidate], w: Workload, calls: int, fill: int
+) -> Iterator[Row | tuple[str, str, float]]:
+    """Every operation on one candidate; yields rows and the memory overhead."""
+    rng = np.random.default_rng(1)
+    gc.collect()
+    rss_before = rss_bytes()
+    candidate = make(w)
+    name = getattr(candidate, "name", type(candidate).__name__)
+    chunk = make_batch(w, w.add_batch, rng)
+    for _ in range(fill // w.add_batch):
+        candidate.add_batch(chunk)
+    overhead = (rss_bytes() - rss_before) / (fill * w.transition_bytes) - 1
+    yield (name, "memory overhead (RSS)", overhead)
+    if isinstance(candidate, Ours):
+        yield (name, "memory overhead (exact)", candidate.buffer.region_bytes() / (w.capacity * w.transition_bytes) - 1)
+    singles = [{k: v[i] for k, v in chunk.items()} for i in range(min(w.add_batch, 64))]
+    singles = [{**t, "action": int(t["action"]), "reward": float(t["reward"]), "done": bool(t["done"])} for t in singles]
+    it = iter(range(10**12))
+    yield summarize(w.name, "add", name, per_call_ns(lambda: candidate.add(singles[next(it) % len(singles)]), calls), 1)
+    yield summarize(w.name, f"add_batch {w.add_batch}", name, per_call_ns(lambda: candidate.add_batch(chunk), max(calls // 20, 20)), w.add_batch)
+    for n in (32, 256):
+        yield summarize(w.name, f"sample {n}", name, per_call_ns(lambda n=n: candidate.sample(n), max(calls // (n // 16), 20)), n)
+    del candidate
+    gc.collect()
+
+
+def fmt_ns(ns: float) -> str:
+    """Nanoseconds with a sensible unit."""
+    if ns < 1e3:
+        return f"{ns:.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns / 1e6:.2f} ms"
+
+
+def run(workloads: list[Workload], calls: int, fill_fraction: float, out: Callable[[str], None] = print) -> list[Row]:
+    """Benchmark every installed candidate on every workload and print one table."""
+    out(f"# replay_buffer benchmark — {platform.machine()}, {platform.processor() or platform.system()}, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}")
+    rows: list[Row] = []
+    for w in workloads:
+        fill = max(w.add_batch, int(w.capacity * fill_fraction) // w.add_batch * w.add_batch)
+        out(f"\n## {w.name}, capacity {w.capacity:,}, filled with {fill:,} transitions")
+        out(f"{'operation':<16} {'buffer':<14} {'mean':>10} {'p50':>10} {'p99':>10} {'transitions/s':>14} {'vs ours':>8}")
+        ours: dict[str, float] = {}
+        for make in CANDIDATES:
+            try:
+                results = list(bench_candidate(make, w, calls, fill))
+            except ImportError as e:
+                out(f"{'(skipped)':<16} {make.__name__:<14} not installed: {e.name}")
+                continue
+            for r in results:
+                if isinstance(r, tuple):
+                    who, what, value = r
+                    out(f"{what:<28} {who:<14} {value * 100:>7.1f} %")
+                    continue
+                rows.append(r)
+                if r.candidate == Ours.name:
+                    ours[r.operation] = r.mean_ns
+                ratio = r.mean_ns / ours[r.operation] if r.operation in ours else float("nan")
+                out(f"{r.operation:<16} {r.candidate:<14} {fmt_ns(r.mean_ns):>10} {fmt_ns(r.p50_ns):>10} "
+                    f"{fmt_ns(r.p99_ns):>10} {r.per_second:>14,.0f} {ratio:>7.1f}x")
+    out("\n'vs ours': the peer's mean time divided by replay_buffer's (higher = replay_buffer faster).")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``replay-buffer bench``."""
+    parser = argparse.ArgumentParser(prog="replay-buffer bench", description=__doc__)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--calls", type=int, default=20_000, help="timed calls per operation")
+    parser.add_argument("--quick", action="store_true", help="small capacities and few calls: a smoke run")
+    args = parser.parse_args(argv)
+    chosen = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
+    if args.quick:
+        chosen = [Workload(w.name, w.obs_shape, w.obs_dtype, 2_000, w.add_batch) for w in chosen]
+        args.calls = min(args.calls, 500)
+    run(chosen, args.calls, fill_fraction=1.0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+// The Python face of a Buffer: argument binding and checks, GIL release around every copy, and
+// NumPy arrays in and out.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "conversions.hpp"
+#include "replay_buffer/buffer.hpp"
+#include "sample_blocks.hpp"
+
+namespace replay_buffer::python {
+
+using FieldDescription = std::tuple<std::string, std::string, std::vector<std::size_t>>;
+
+class PyBuffer {
+ public:
+  // fields: (name, NumPy dtype name, shape) each.
+  PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed);
+
+  std::uint64_t add(const py::args& args, const py::kwargs& kwargs);
+  std::uint64_t add_batch(const py::args& args, const py::kwargs& kwargs);
+  py::dict sample(py::ssize_t batch_size);
+  py::dict sample_into(const py::dict& out);
+  // Read-only views of the stored rows, in slot order; `owner` (the Python object wrapping this)
+  // is kept alive by them.
+  py::dict columns(const py::object& owner) const;
+  py::dict fields() const;
+
+  Buffer& buffer() noexcept { return buffer_; }
+
+ private:
+  // Positional and keyword arguments in schema order; every field exactly once.
+  void bind_fields(const py::args& args, const py::kwargs& kwargs,
+                   std::array<py::handle, kMaxFields>& values) const;
+  std::size_t field_index(py::handle key, const char* context) const;
+  py::array checked_output(py::handle value, const std::string& name, const py::dtype& dtype,
+                           std::span<const py::ssize_t> row_shape,
+                           std::optional<py::ssize_t> rows) const;
+
+  Buffer buffer_;
+  std::vector<FieldInfo> info_;
+  py::dtype indices_dtype_;
+  py::str indices_name_;
+  SampleBlocks blocks_;
+};
+
+}  // namespace replay_buffer::python
