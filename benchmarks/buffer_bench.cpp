@@ -33,7 +33,8 @@ rb::Schema schema_for(const Workload& w) {
 // `rows` transitions' worth of input bytes, one vector per field.
 struct Columns {
   Columns(const rb::Schema& schema, std::size_t rows) {
-    for (const rb::Field& f : schema.fields()) data.emplace_back(rows * f.row_bytes(), std::byte{1});
+    for (const rb::Field& f : schema.fields())
+      data.emplace_back(rows * f.row_bytes(), std::byte{1});
     for (const auto& d : data) views.emplace_back(d);
   }
   std::vector<std::vector<std::byte>> data;
@@ -53,7 +54,8 @@ struct Outputs {
 rb::Buffer full_buffer(const Workload& w) {
   rb::Buffer buffer(schema_for(w), {.capacity = w.capacity, .seed = 1});
   Columns chunk(buffer.schema(), 1000);
-  for (std::size_t added = 0; added < w.capacity; added += 1000) (void)buffer.add_batch(chunk.views, 1000);
+  for (std::size_t added = 0; added < w.capacity; added += 1000)
+    (void)buffer.add_batch(chunk.views, 1000);
   return buffer;
 }
 

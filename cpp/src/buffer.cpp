@@ -25,8 +25,8 @@ struct Buffer::Snapshot {
 
 namespace {
 
-void write_header(std::byte* base, const Schema& schema, const Layout& layout,
-                  std::size_t capacity, std::uint64_t seed) {
+void write_header(std::byte* base, const Schema& schema, const Layout& layout, std::size_t capacity,
+                  std::uint64_t seed) {
   auto* header = new (base) RegionHeader{};
   header->magic = kRegionMagic;
   header->layout_version = kLayoutVersion;
@@ -98,8 +98,7 @@ std::span<const std::byte> Buffer::column(std::size_t field) const noexcept {
 void Buffer::check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const {
   if (columns.size() != schema_.size()) {
     throw std::invalid_argument("expected " + std::to_string(schema_.size()) + " fields (" +
-                                schema_.field_names() + "), got " +
-                                std::to_string(columns.size()));
+                                schema_.field_names() + "), got " + std::to_string(columns.size()));
   }
   for (std::size_t i = 0; i < columns.size(); ++i) {
     if (columns[i].size() != rows * row_bytes_[i]) {
@@ -203,9 +202,8 @@ void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::u
                            std::size_t batch) const {
   if (batch == 0) throw std::invalid_argument("batch size must be at least 1, got 0");
   if (out.size() != schema_.size()) {
-    throw std::invalid_argument("expected " + std::to_string(schema_.size()) +
-                                " output fields (" + schema_.field_names() + "), got " +
-                                std::to_string(out.size()));
+    throw std::invalid_argument("expected " + std::to_string(schema_.size()) + " output fields (" +
+                                schema_.field_names() + "), got " + std::to_string(out.size()));
   }
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!out[i].empty() && out[i].size() != batch * row_bytes_[i]) {
@@ -230,8 +228,8 @@ bool Buffer::try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan, std
   const sync::SeqWord before = word.load(std::memory_order_acquire);
   if (sync::is_writing(before)) return false;
   const std::uint64_t expected_lap = slot < snap.partial ? snap.full_laps : snap.full_laps - 1;
-  const std::int64_t lap = static_cast<std::int64_t>(expected_lap) -
-                           sync::laps_behind(before, expected_lap);
+  const std::int64_t lap =
+      static_cast<std::int64_t>(expected_lap) - sync::laps_behind(before, expected_lap);
   if (lap < 0) return false;  // never written since the last clear
   for (const FieldCopy& field : plan) {
     sync::seqlock_copy(field.out + row * field.row_bytes, field.column + slot * field.row_bytes,

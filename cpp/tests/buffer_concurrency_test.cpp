@@ -21,7 +21,8 @@ using testing::out_bytes;
 constexpr std::size_t kObs = 24;  // several cache lines, so a torn copy is likely if unprotected
 
 Schema schema() {
-  return Schema({{"id", DType::kInt64, {}}, {"obs", DType::kInt64, {kObs}}, {"tag", DType::kUInt8, {}}});
+  return Schema(
+      {{"id", DType::kInt64, {}}, {"obs", DType::kInt64, {kObs}}, {"tag", DType::kUInt8, {}}});
 }
 
 struct Rows {

@@ -19,7 +19,8 @@ using testing::out_bytes;
 
 // Transitions whose every field derives from one id, so a row can be checked on its own.
 Schema counter_schema() {
-  return Schema({{"id", DType::kInt64, {}}, {"obs", DType::kFloat32, {3}}, {"flag", DType::kBool, {}}});
+  return Schema(
+      {{"id", DType::kInt64, {}}, {"obs", DType::kFloat32, {3}}, {"flag", DType::kBool, {}}});
 }
 
 struct CounterRow {

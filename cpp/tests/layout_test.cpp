@@ -8,7 +8,8 @@ namespace replay_buffer {
 namespace {
 
 TEST(Layout, EveryPartIsAlignedAndInOrder) {
-  const Schema schema({{"a", DType::kUInt8, {3}}, {"b", DType::kFloat64, {}}, {"c", DType::kBool, {}}});
+  const Schema schema(
+      {{"a", DType::kUInt8, {3}}, {"b", DType::kFloat64, {}}, {"c", DType::kBool, {}}});
   const Layout layout = Layout::compute(schema, 5);
   EXPECT_EQ(layout.fields_offset % kAlignment, 0u);
   EXPECT_EQ(layout.counters_offset % kAlignment, 0u);

@@ -44,7 +44,8 @@ TEST(ReplayBuffer, SchemaFollowsTheTypes) {
     double x;
     int y;
   };
-  ReplayBuffer<std::array<std::array<std::uint8_t, 3>, 2>, Opaque> buffer(BufferConfig{.capacity = 4});
+  ReplayBuffer<std::array<std::array<std::uint8_t, 3>, 2>, Opaque> buffer(
+      BufferConfig{.capacity = 4});
   const Schema& schema = buffer.buffer().schema();
   EXPECT_EQ(schema[0].describe(), "uint8[2, 3]");
   EXPECT_EQ(schema[1].describe(), "uint8[" + std::to_string(sizeof(Opaque)) + "]");

@@ -27,7 +27,8 @@ TEST(Schema, RejectsInvalidFields) {
   EXPECT_THROW(Schema({{"", DType::kFloat32, {}}}), std::invalid_argument);
   EXPECT_THROW(Schema({{"a b", DType::kFloat32, {}}}), std::invalid_argument);
   EXPECT_THROW(Schema({{std::string(64, 'x'), DType::kFloat32, {}}}), std::invalid_argument);
-  EXPECT_THROW(Schema({{"a", DType::kFloat32, {}}, {"a", DType::kInt8, {}}}), std::invalid_argument);
+  EXPECT_THROW(Schema({{"a", DType::kFloat32, {}}, {"a", DType::kInt8, {}}}),
+               std::invalid_argument);
   EXPECT_THROW(Schema({{"a", DType::kFloat32, {3, 0}}}), std::invalid_argument);
   EXPECT_THROW(Schema({{"a", DType::kFloat32, {1, 1, 1, 1, 1, 1, 1, 1, 1}}}),
                std::invalid_argument);

@@ -29,7 +29,8 @@ class ReplayBuffer(_core.Buffer):
 
     - ``add(*values, **named) -> int``: one transition, positionally in field order or by name;
       returns its key.
-    - ``add_batch(*arrays, **named) -> int``: arrays with a leading batch axis; returns the first key.
+    - ``add_batch(*arrays, **named) -> int``: arrays with a leading batch axis; returns the
+      first key.
     - ``sample(batch_size) -> dict``: new arrays per field, plus ``indices`` (int64 keys).
     - ``sample_into(out) -> dict``: fills the caller's arrays (any subset of the fields, plus
       optionally ``indices``) without allocating; returns ``out``.
@@ -59,6 +60,7 @@ class ReplayBuffer(_core.Buffer):
             fields: Any named fields instead: ``{name: {"shape": ..., "dtype": ...}}``.
             obs_dtype: dtype of ``obs`` and ``next_obs``, e.g. ``np.uint8`` for images.
             action_type: ``"discrete"`` or ``"continuous"``.
+
         """
         if not isinstance(config, BufferConfig):
             raise TypeError(f"config must be a BufferConfig, got {type(config).__name__}")
@@ -77,4 +79,5 @@ class ReplayBuffer(_core.Buffer):
         fields = ", ".join(
             f"{name}: {spec['dtype']}{list(spec['shape'])}" for name, spec in self.fields.items()
         )
-        return f"ReplayBuffer({self.size()}/{self.capacity()}, strategy={self.config.strategy!r}, {fields})"
+        strategy = self.config.strategy
+        return f"ReplayBuffer({self.size()}/{self.capacity()}, strategy={strategy!r}, {fields})"

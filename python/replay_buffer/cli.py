@@ -18,10 +18,14 @@ def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
     rng = np.random.default_rng(0)
     obs = rng.standard_normal((capacity, 4)).astype(np.float32)
     start = time.perf_counter()
-    buffer.add_batch(obs, rng.integers(0, 2, capacity), np.ones(capacity), obs, np.zeros(capacity, bool))
+    buffer.add_batch(
+        obs, rng.integers(0, 2, capacity), np.ones(capacity), obs, np.zeros(capacity, bool)
+    )
     elapsed = time.perf_counter() - start
-    print(f"add_batch {capacity:,} transitions in {elapsed * 1e3:.1f} ms "
-          f"({capacity / elapsed / 1e6:.1f} M transitions/s)")
+    print(
+        f"add_batch {capacity:,} transitions in {elapsed * 1e3:.1f} ms "
+        f"({capacity / elapsed / 1e6:.1f} M transitions/s)"
+    )
 
     adds = 10_000
     start = time.perf_counter()
@@ -35,9 +39,11 @@ def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
     for _ in range(samples):
         batch = buffer.sample(batch_size)
     elapsed = time.perf_counter() - start
-    print(f"sample   {samples:,} batches of {batch_size}, {elapsed / samples * 1e6:.2f} µs each from Python")
+    per_call = elapsed / samples * 1e6
+    print(f"sample   {samples:,} batches of {batch_size}, {per_call:.2f} µs each from Python")
     print("batch    " + ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in batch.items()))
-    print(f"size     {len(buffer):,} of {buffer.capacity():,}; first keys sampled: {batch['indices'][:5].tolist()}")
+    keys = batch["indices"][:5].tolist()
+    print(f"size     {len(buffer):,} of {buffer.capacity():,}; first keys sampled: {keys}")
 
 
 def main(argv: list[str] | None = None) -> None:

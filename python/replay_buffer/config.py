@@ -22,6 +22,7 @@ class BufferConfig:
             replacement. (Prioritized strategies are not available yet.)
         seed: Seeds sampling. The n-th ``sample`` call of a buffer with a given seed draws the
             same rows every time when one thread samples. Random when not given.
+
     """
 
     capacity: int

@@ -47,24 +47,32 @@ def normalize_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[FieldSpec]
     may be anything ``numpy.dtype`` accepts.
     """
     if not isinstance(fields, Mapping) or not fields:
-        raise ValueError("fields must be a non-empty mapping of name -> {'shape': ..., 'dtype': ...}")
+        raise ValueError(
+            "fields must be a non-empty mapping of name -> {'shape': ..., 'dtype': ...}"
+        )
     specs = []
     for name, spec in fields.items():
         if not isinstance(name, str):
             raise TypeError(f"field names must be str, got {name!r}")
         if not isinstance(spec, Mapping):
-            raise TypeError(f"field {name!r}: expected a dict with 'shape' and 'dtype', got {spec!r}")
+            raise TypeError(
+                f"field {name!r}: expected a dict with 'shape' and 'dtype', got {spec!r}"
+            )
         unknown = set(spec) - {"shape", "dtype"}
         if unknown:
-            raise ValueError(f"field {name!r}: unknown keys {sorted(unknown)}; use 'shape', 'dtype'")
-        specs.append((name, _dtype(name, spec.get("dtype", np.float32)), _shape(name, spec.get("shape", ()))))
+            raise ValueError(
+                f"field {name!r}: unknown keys {sorted(unknown)}; use 'shape', 'dtype'"
+            )
+        specs.append(
+            (name, _dtype(name, spec.get("dtype", np.float32)), _shape(name, spec.get("shape", ())))
+        )
     return specs
 
 
 def transition_fields(
     obs_shape: Any, action_dim: int, obs_dtype: Any, action_type: str
 ) -> dict[str, dict[str, Any]]:
-    """The specification's transition: obs, action, reward, next_obs, done.
+    """Describe the specification's transition: obs, action, reward, next_obs, done.
 
     ``action_type="discrete"``: ``action`` is an int64 scalar, the index of one of ``action_dim``
     actions. ``"continuous"``: ``action`` is a float32 vector of length ``action_dim``.

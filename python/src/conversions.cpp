@@ -47,8 +47,7 @@ bool same_kind_castable(const py::dtype& from, const py::dtype& to) {
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> can_cast;
   const py::object& fn =
       can_cast
-          .call_once_and_store_result(
-              [] { return py::module_::import("numpy").attr("can_cast"); })
+          .call_once_and_store_result([] { return py::module_::import("numpy").attr("can_cast"); })
           .get_stored();
   const bool castable = fn(from, to, "same_kind").cast<bool>();
   cache.emplace(key, castable);
@@ -133,8 +132,8 @@ bool ScalarSlot::store(py::handle value, const Field& field) {
     const double v = PyFloat_AS_DOUBLE(obj);
     if (field.dtype == DType::kFloat32) return put(static_cast<float>(v));
     if (field.dtype == DType::kFloat64) return put(v);
-    throw DTypeError("field '" + field.name + "' has dtype " + std::string(dtype_name(field.dtype)) +
-                     "; got a float");
+    throw DTypeError("field '" + field.name + "' has dtype " +
+                     std::string(dtype_name(field.dtype)) + "; got a float");
   }
   return false;
 }
@@ -156,11 +155,13 @@ void convert(py::handle value, const FieldInfo& info, std::size_t i,
   const py::dtype given_dtype = array.dtype();
   const bool exact_dtype = given_dtype.equal(info.dtype);
   if (!exact_dtype && !same_kind_castable(given_dtype, info.dtype)) {
-    throw DTypeError("field '" + field.name + "' has dtype " + std::string(dtype_name(field.dtype)) +
-                     "; cannot safely cast " + std::string(py::str(given_dtype)) + " to it");
+    throw DTypeError("field '" + field.name + "' has dtype " +
+                     std::string(dtype_name(field.dtype)) + "; cannot safely cast " +
+                     std::string(py::str(given_dtype)) + " to it");
   }
   std::optional<py::ssize_t> leading;
-  if (rows != nullptr) leading = rows->has_value() ? **rows : (array.ndim() > 0 ? array.shape(0) : -1);
+  if (rows != nullptr)
+    leading = rows->has_value() ? **rows : (array.ndim() > 0 ? array.shape(0) : -1);
   if (!has_shape(array, leading, info.shape)) {
     std::string want;
     if (rows == nullptr) {
@@ -173,8 +174,8 @@ void convert(py::handle value, const FieldInfo& info, std::size_t i,
       want = batched_shape_text("n", info.shape);
     }
     const std::vector<py::ssize_t> given(array.shape(), array.shape() + array.ndim());
-    throw py::value_error("field '" + field.name + "' (" + field.describe() +
-                          "): expected shape " + want + ", got " + shape_text(given));
+    throw py::value_error("field '" + field.name + "' (" + field.describe() + "): expected shape " +
+                          want + ", got " + shape_text(given));
   }
   if (!exact_dtype) {
     array = array.attr("astype")(info.dtype, py::arg("order") = "C");

@@ -71,7 +71,7 @@ struct FieldInfo {
 
 // Converts `value` to C-contiguous bytes of the field's dtype into inputs.bytes[i]: one row when
 // `rows` is nullptr, else (rows, *shape), where an unset `*rows` is learned from this value.
-void convert(py::handle value, const FieldInfo& info, std::size_t i, std::optional<py::ssize_t>* rows,
-             Inputs& inputs);
+void convert(py::handle value, const FieldInfo& info, std::size_t i,
+             std::optional<py::ssize_t>* rows, Inputs& inputs);
 
 }  // namespace replay_buffer::python

@@ -15,12 +15,10 @@ PYBIND11_MODULE(_core, m) {
   // Stored without a destructor that would run after the interpreter is gone.
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> empty_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> capacity_error;
-  empty_error.call_once_and_store_result([&] {
-    return py::exception<rb::EmptyBufferError>(m, "EmptyBufferError", PyExc_ValueError);
-  });
-  capacity_error.call_once_and_store_result([&] {
-    return py::exception<rb::CapacityError>(m, "CapacityError", PyExc_MemoryError);
-  });
+  empty_error.call_once_and_store_result(
+      [&] { return py::exception<rb::EmptyBufferError>(m, "EmptyBufferError", PyExc_ValueError); });
+  capacity_error.call_once_and_store_result(
+      [&] { return py::exception<rb::CapacityError>(m, "CapacityError", PyExc_MemoryError); });
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -48,19 +46,26 @@ PYBIND11_MODULE(_core, m) {
            "Like sample, but fill the given arrays (any subset of the fields, and 'indices') in "
            "place; returns out.")
       .def(
-          "columns", [](const py::object& self) { return self.cast<const PyBuffer&>().columns(self); },
+          "columns",
+          [](const py::object& self) { return self.cast<const PyBuffer&>().columns(self); },
           "Read-only zero-copy views of the stored rows, in slot order (key - first key since the "
           "last clear, modulo capacity).")
       .def_property_readonly("fields", &PyBuffer::fields,
                              "{name: {'shape': tuple, 'dtype': numpy.dtype}} for every field.")
-      .def("size", [](PyBuffer& b) { return b.buffer().size(); }, "Transitions held.")
+      .def(
+          "size", [](PyBuffer& b) { return b.buffer().size(); }, "Transitions held.")
       .def("__len__", [](PyBuffer& b) { return b.buffer().size(); })
-      .def("capacity", [](PyBuffer& b) { return b.buffer().capacity(); }, "The most it holds.")
-      .def("is_full", [](PyBuffer& b) { return b.buffer().is_full(); }, "size() == capacity().")
-      .def("next_key", [](PyBuffer& b) { return b.buffer().next_key(); },
-           "The key the next add gets (the number of adds ever made).")
-      .def("region_bytes", [](PyBuffer& b) { return b.buffer().region_bytes(); },
-           "Bytes of memory the buffer occupies, all included.")
-      .def("clear", [](PyBuffer& b) { b.buffer().clear(); },
-           "Forget every transition; keys keep increasing. Not while other threads add.");
+      .def(
+          "capacity", [](PyBuffer& b) { return b.buffer().capacity(); }, "The most it holds.")
+      .def(
+          "is_full", [](PyBuffer& b) { return b.buffer().is_full(); }, "size() == capacity().")
+      .def(
+          "next_key", [](PyBuffer& b) { return b.buffer().next_key(); },
+          "The key the next add gets (the number of adds ever made).")
+      .def(
+          "region_bytes", [](PyBuffer& b) { return b.buffer().region_bytes(); },
+          "Bytes of memory the buffer occupies, all included.")
+      .def(
+          "clear", [](PyBuffer& b) { b.buffer().clear(); },
+          "Forget every transition; keys keep increasing. Not while other threads add.");
 }

@@ -33,11 +33,12 @@ PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capa
       indices_name_(kIndicesKey) {
   const py::object np_dtype = py::module_::import("numpy").attr("dtype");
   for (const Field& field : buffer_.schema().fields()) {
-    info_.push_back(FieldInfo{&field,
-                              py::reinterpret_borrow<py::dtype>(np_dtype(std::string(dtype_name(field.dtype)))),
-                              {field.shape.begin(), field.shape.end()},
-                              // Interned, like the keyword names Python passes: compared by address.
-                              py::reinterpret_steal<py::str>(PyUnicode_InternFromString(field.name.c_str()))});
+    info_.push_back(
+        FieldInfo{&field,
+                  py::reinterpret_borrow<py::dtype>(np_dtype(std::string(dtype_name(field.dtype)))),
+                  {field.shape.begin(), field.shape.end()},
+                  // Interned, like the keyword names Python passes: compared by address.
+                  py::reinterpret_steal<py::str>(PyUnicode_InternFromString(field.name.c_str()))});
   }
 }
 
@@ -176,7 +177,8 @@ py::dict PyBuffer::sample_into(const py::dict& out) {
     }
     const py::dtype& dtype = is_indices ? indices_dtype_ : info_[*field].dtype;
     const std::span<const py::ssize_t> row_shape =
-        is_indices ? std::span<const py::ssize_t>() : std::span<const py::ssize_t>(info_[*field].shape);
+        is_indices ? std::span<const py::ssize_t>()
+                   : std::span<const py::ssize_t>(info_[*field].shape);
     const py::array array = checked_output(value, name, dtype, row_shape, rows);
     if (!rows) rows = array.shape(0);
     auto* data = static_cast<std::byte*>(const_cast<void*>(array.data()));

@@ -11,7 +11,13 @@ def cartpole(capacity: int = 100, seed: int = 0) -> ReplayBuffer:
 def counter_transition(i: int) -> dict:
     """A transition whose every field derives from i, so a sampled row can be checked alone."""
     obs = np.arange(4, dtype=np.float32) + i
-    return {"obs": obs, "action": i % 2, "reward": float(i), "next_obs": obs + 1, "done": i % 3 == 0}
+    return {
+        "obs": obs,
+        "action": i % 2,
+        "reward": float(i),
+        "next_obs": obs + 1,
+        "done": i % 3 == 0,
+    }
 
 
 def assert_rows_consistent(batch: dict) -> None:

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
-from conftest import assert_rows_consistent, cartpole, counter_transition
 
 from replay_buffer import BufferConfig, EmptyBufferError, ReplayBuffer
+
+from conftest import assert_rows_consistent, cartpole, counter_transition
 
 
 def test_specification_api_atari_sized():
@@ -38,7 +39,11 @@ def test_discrete_actions_are_int64_scalars(buffer):
 def test_general_fields():
     buffer = ReplayBuffer(
         BufferConfig(capacity=8),
-        fields={"state": {"shape": (2, 3), "dtype": "float64"}, "goal": {"shape": 2}, "t": {"dtype": np.uint16}},
+        fields={
+            "state": {"shape": (2, 3), "dtype": "float64"},
+            "goal": {"shape": 2},
+            "t": {"dtype": np.uint16},
+        },
     )
     assert buffer.fields == {
         "state": {"shape": (2, 3), "dtype": np.dtype("float64")},
@@ -85,7 +90,9 @@ def test_add_batch_matches_single_adds():
 
 def test_add_batch_positional():
     buffer = cartpole()
-    first = buffer.add_batch(np.zeros((3, 4)), [0, 1, 0], [1.0, 2.0, 3.0], np.ones((3, 4)), [True, False, True])
+    first = buffer.add_batch(
+        np.zeros((3, 4)), [0, 1, 0], [1.0, 2.0, 3.0], np.ones((3, 4)), [True, False, True]
+    )
     assert first == 0 and len(buffer) == 3
 
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import cartpole, counter_transition
 
 from replay_buffer import BufferConfig, CapacityError, EmptyBufferError, ReplayBuffer
+
+from conftest import cartpole, counter_transition
 
 
 @pytest.fixture
@@ -39,15 +40,27 @@ def with_(**changes):
 ADD_ERRORS = [
     (with_(obs=np.zeros(3)), ValueError, "field 'obs' (float32[4]): expected shape (4,), got (3,)"),
     (with_(obs=np.zeros((1, 4))), ValueError, "expected shape (4,), got (1, 4)"),
-    (with_(obs=np.zeros(4, np.complex64)), TypeError, "field 'obs' has dtype float32; cannot safely cast complex64"),
+    (
+        with_(obs=np.zeros(4, np.complex64)),
+        TypeError,
+        "field 'obs' has dtype float32; cannot safely cast complex64",
+    ),
     (with_(obs=np.array(["a", "b", "c", "d"])), TypeError, "cannot safely cast <U1"),
     (with_(obs=None), TypeError, "field 'obs' has dtype float32; cannot safely cast object"),
     (with_(action=0.5), TypeError, "field 'action' has dtype int64; got a float"),
-    (with_(action=np.float64(1.0)), TypeError, "field 'action' has dtype int64; cannot safely cast float64"),
+    (
+        with_(action=np.float64(1.0)),
+        TypeError,
+        "field 'action' has dtype int64; cannot safely cast float64",
+    ),
     (with_(action=2**70), ValueError, "field 'action': value out of range for int64"),
     (with_(done=2), TypeError, "field 'done' is bool; got the int 2"),
     (with_(done=np.int64(1)), TypeError, "field 'done' has dtype bool; cannot safely cast int64"),
-    (with_(reward=[1.0]), ValueError, "field 'reward' (float32 scalar): expected shape (), got (1,)"),
+    (
+        with_(reward=[1.0]),
+        ValueError,
+        "field 'reward' (float32 scalar): expected shape (), got (1,)",
+    ),
 ]
 
 
@@ -66,7 +79,9 @@ def test_add_rejects_unknown_missing_and_duplicate_fields(filled):
     with pytest.raises(TypeError, match="missing field\\(s\\) 'done'"):
         filled.add(**{k: v for k, v in good().items() if k != "done"})
     with pytest.raises(TypeError, match="field 'obs' given twice"):
-        filled.add(np.zeros(4), obs=np.zeros(4), action=0, reward=0.0, next_obs=np.zeros(4), done=False)
+        filled.add(
+            np.zeros(4), obs=np.zeros(4), action=0, reward=0.0, next_obs=np.zeros(4), done=False
+        )
     with pytest.raises(TypeError, match="at most 5 positional values"):
         filled.add(*good().values(), 1)
     assert_unchanged(filled, before)
@@ -90,8 +105,13 @@ def test_uint8_range_is_checked():
 
 
 def test_safe_casts_are_accepted(filled):
-    filled.add(obs=np.zeros(4, np.float64), action=np.int32(1), reward=np.float64(2.5),
-               next_obs=[1, 2, 3, 4], done=np.bool_(True))
+    filled.add(
+        obs=np.zeros(4, np.float64),
+        action=np.int32(1),
+        reward=np.float64(2.5),
+        next_obs=[1, 2, 3, 4],
+        done=np.bool_(True),
+    )
     assert filled.size() == 6
     assert filled.columns()["reward"][5] == 2.5
 
@@ -110,12 +130,20 @@ def test_non_contiguous_arrays_are_copied(filled):
 
 def test_add_batch_rejects_mismatched_rows(filled):
     before = snapshot(filled)
-    with pytest.raises(ValueError, match="field 'action' \\(int64 scalar\\): expected shape \\(3,\\), got \\(2,\\)"):
+    with pytest.raises(
+        ValueError, match="field 'action' \\(int64 scalar\\): expected shape \\(3,\\), got \\(2,\\)"
+    ):
         filled.add_batch(np.zeros((3, 4)), [0, 1], np.zeros(3), np.zeros((3, 4)), np.zeros(3, bool))
     with pytest.raises(ValueError, match="expected shape \\(n, 4\\), got \\(4,\\)"):
         filled.add_batch(np.zeros(4), [0], np.zeros(1), np.zeros((1, 4)), np.zeros(1, bool))
     with pytest.raises(ValueError, match="at least one row"):
-        filled.add_batch(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool))
+        filled.add_batch(
+            np.zeros((0, 4)),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros((0, 4)),
+            np.zeros(0, bool),
+        )
     assert_unchanged(filled, before)
 
 
@@ -132,10 +160,21 @@ def test_sample_empty_buffer():
 
 
 SAMPLE_INTO_ERRORS = [
-    ({"obs": np.empty((4, 4), np.float64)}, TypeError, "'obs' must have dtype float32, got float64"),
-    ({"obs": np.empty((4, 3), np.float32)}, ValueError, "'obs' must have shape (batch, 4), got (4, 3)"),
-    ({"obs": np.empty((4, 4), np.float32), "reward": np.empty(5, np.float32)}, ValueError,
-     "'reward' must have shape (4,), got (5,)"),
+    (
+        {"obs": np.empty((4, 4), np.float64)},
+        TypeError,
+        "'obs' must have dtype float32, got float64",
+    ),
+    (
+        {"obs": np.empty((4, 3), np.float32)},
+        ValueError,
+        "'obs' must have shape (batch, 4), got (4, 3)",
+    ),
+    (
+        {"obs": np.empty((4, 4), np.float32), "reward": np.empty(5, np.float32)},
+        ValueError,
+        "'reward' must have shape (4,), got (5,)",
+    ),
     ({"obs": np.empty((4, 4), np.float32, order="F")}, ValueError, "'obs' must be C-contiguous"),
     ({"obs": np.empty((4, 8), np.float32)[:, ::2]}, ValueError, "'obs' must be C-contiguous"),
     ({"nope": np.empty(4)}, KeyError, "no field named 'nope'"),
@@ -159,7 +198,9 @@ def test_sample_into_rejects_read_only(filled):
         filled.sample_into({"reward": out})
 
 
-@pytest.mark.parametrize("capacity, error", [(0, ValueError), (-5, ValueError), (1.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "capacity, error", [(0, ValueError), (-5, ValueError), (1.5, TypeError), (True, TypeError)]
+)
 def test_config_rejects_bad_capacity(capacity, error):
     with pytest.raises(error, match="capacity"):
         BufferConfig(capacity=capacity)
@@ -167,7 +208,9 @@ def test_config_rejects_bad_capacity(capacity, error):
 
 def test_absurd_capacity_is_a_clear_error_not_an_oom_kill():
     with pytest.raises(CapacityError, match="physical memory"):
-        ReplayBuffer(BufferConfig(capacity=10**12), obs_shape=(84, 84, 4), action_dim=6, obs_dtype=np.uint8)
+        ReplayBuffer(
+            BufferConfig(capacity=10**12), obs_shape=(84, 84, 4), action_dim=6, obs_dtype=np.uint8
+        )
     with pytest.raises(CapacityError, match="address space"):
         ReplayBuffer(BufferConfig(capacity=2**62), obs_shape=(84, 84, 4), action_dim=6)
     assert issubclass(CapacityError, MemoryError)

@@ -94,18 +94,30 @@ inline constexpr std::uint8_t kDTypeCount = 12;
 template <typename T>
 [[nodiscard]] consteval DType dtype_of() {
   using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<U, bool>) return DType::kBool;
-  else if constexpr (std::is_floating_point_v<U> && sizeof(U) == 4) return DType::kFloat32;
-  else if constexpr (std::is_floating_point_v<U> && sizeof(U) == 8) return DType::kFloat64;
-  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 1) return DType::kInt8;
-  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 2) return DType::kInt16;
-  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 4) return DType::kInt32;
-  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 8) return DType::kInt64;
-  else if constexpr (std::is_integral_v<U> && sizeof(U) == 1) return DType::kUInt8;
-  else if constexpr (std::is_integral_v<U> && sizeof(U) == 2) return DType::kUInt16;
-  else if constexpr (std::is_integral_v<U> && sizeof(U) == 4) return DType::kUInt32;
-  else if constexpr (std::is_integral_v<U> && sizeof(U) == 8) return DType::kUInt64;
-  else static_assert(sizeof(U) == 0, "no DType for this type");
+  if constexpr (std::is_same_v<U, bool>)
+    return DType::kBool;
+  else if constexpr (std::is_floating_point_v<U> && sizeof(U) == 4)
+    return DType::kFloat32;
+  else if constexpr (std::is_floating_point_v<U> && sizeof(U) == 8)
+    return DType::kFloat64;
+  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 1)
+    return DType::kInt8;
+  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 2)
+    return DType::kInt16;
+  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 4)
+    return DType::kInt32;
+  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 8)
+    return DType::kInt64;
+  else if constexpr (std::is_integral_v<U> && sizeof(U) == 1)
+    return DType::kUInt8;
+  else if constexpr (std::is_integral_v<U> && sizeof(U) == 2)
+    return DType::kUInt16;
+  else if constexpr (std::is_integral_v<U> && sizeof(U) == 4)
+    return DType::kUInt32;
+  else if constexpr (std::is_integral_v<U> && sizeof(U) == 8)
+    return DType::kUInt64;
+  else
+    static_assert(sizeof(U) == 0, "no DType for this type");
 }
 
 }  // namespace replay_buffer

@@ -44,7 +44,7 @@ struct FieldLayout {
 };
 
 template <typename T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 struct FieldLayout<T> {
   static constexpr DType dtype = dtype_of<T>();
   static std::vector<std::size_t> shape() { return {}; }
@@ -56,8 +56,7 @@ template <typename T, std::size_t N>
 struct IsNumericArray<std::array<T, N>> : IsNumericArray<T> {};
 
 template <typename T, std::size_t N>
-  requires IsNumericArray<T>::value
-struct FieldLayout<std::array<T, N>> {
+requires IsNumericArray<T>::value struct FieldLayout<std::array<T, N>> {
   static constexpr DType dtype = FieldLayout<T>::dtype;
   static std::vector<std::size_t> shape() {
     std::vector<std::size_t> dims = FieldLayout<T>::shape();
