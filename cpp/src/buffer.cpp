@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cmath>
 #include <atomic>
 #include <cstring>
 #include <new>
@@ -26,7 +28,7 @@ struct Buffer::Snapshot {
 namespace {
 
 void write_header(std::byte* base, const Schema& schema, const Layout& layout, std::size_t capacity,
-                  std::uint64_t seed) {
+                  const BufferOptions& options) {
   auto* header = new (base) RegionHeader{};
   header->magic = kRegionMagic;
   header->layout_version = kLayoutVersion;
@@ -36,7 +38,13 @@ void write_header(std::byte* base, const Schema& schema, const Layout& layout, s
   header->fields_offset = layout.fields_offset;
   header->counters_offset = layout.counters_offset;
   header->seq_offset = layout.seq_offset;
-  header->seed = seed;
+  header->seed = options.seed;
+  header->priority_control_offset = layout.priority_control_offset;
+  header->tree_offset = layout.tree_offset;
+  header->order_offset = layout.order_offset;
+  header->alpha = options.alpha;
+  header->eps = options.eps;
+  header->strategy = static_cast<std::uint8_t>(options.strategy);
   auto* records = reinterpret_cast<FieldRecord*>(base + layout.fields_offset);
   for (std::size_t i = 0; i < schema.size(); ++i) {
     const Field& field = schema[i];
@@ -49,6 +57,24 @@ void write_header(std::byte* base, const Schema& schema, const Layout& layout, s
     record.row_bytes = field.row_bytes();
   }
   new (base + layout.counters_offset) Counters{};
+  if (options.strategy != Strategy::kUniform) new (base + layout.priority_control_offset) PriorityControl{};
+}
+
+void check_exponent(const char* name, double value) {
+  if (!std::isfinite(value) || value < 0.0) {
+    throw std::invalid_argument(std::string(name) + " must be finite and >= 0, got " +
+                                std::to_string(value));
+  }
+}
+
+const BufferOptions& checked(const BufferOptions& options) {
+  check_exponent("alpha", options.alpha);
+  check_exponent("beta", options.beta);
+  check_exponent("eps", options.eps);
+  if (!strategy_from_name(strategy_name(options.strategy))) {
+    throw std::invalid_argument("unknown sampling strategy");
+  }
+  return options;
 }
 
 [[noreturn]] void throw_size_mismatch(const Field& field, std::size_t rows, std::size_t given) {
@@ -61,11 +87,12 @@ void write_header(std::byte* base, const Schema& schema, const Layout& layout, s
 
 Buffer::Buffer(Schema schema, BufferOptions options)
     : schema_(std::move(schema)),
-      capacity_(options.capacity),
-      layout_(Layout::compute(schema_, capacity_)),
+      capacity_(checked(options).capacity),
+      strategy_(options.strategy),
+      layout_(Layout::compute(schema_, capacity_, strategy_)),
       region_(Region::allocate_private(layout_.total_bytes)) {
   std::byte* base = region_.data();
-  write_header(base, schema_, layout_, capacity_, options.seed);
+  write_header(base, schema_, layout_, capacity_, options);
   header_ = reinterpret_cast<RegionHeader*>(base);
   counters_ = reinterpret_cast<Counters*>(base + layout_.counters_offset);
   seq_ = reinterpret_cast<sync::SeqWord*>(base + layout_.seq_offset);
@@ -74,6 +101,27 @@ Buffer::Buffer(Schema schema, BufferOptions options)
     columns_.push_back(base + layout_.column_offsets[i]);
     row_bytes_.push_back(schema_[i].row_bytes());
   }
+  set_beta(options.beta);
+  if (strategy_ != Strategy::kUniform) {
+    priorities_.emplace(base, layout_, capacity_, strategy_, options.alpha, options.eps);
+    priorities_->init_region();
+  }
+}
+
+double Buffer::beta() const noexcept {
+  return std::bit_cast<double>(
+      sync::counter_ref(counters_->beta_bits).load(std::memory_order_relaxed));
+}
+
+void Buffer::set_beta(double beta) {
+  check_exponent("beta", beta);
+  sync::counter_ref(counters_->beta_bits)
+      .store(std::bit_cast<std::uint64_t>(beta), std::memory_order_relaxed);
+}
+
+void Buffer::insert_priorities(std::size_t first_slot, std::size_t count) {
+  if (!priorities_ || count == 0) return;
+  PriorityIndex::Locked(*priorities_).insert(first_slot, count);
 }
 
 std::uint64_t Buffer::next_key() const noexcept {
@@ -152,6 +200,9 @@ std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   if (begin_write(slot, lap)) {
     write_rows(row, 0, slot, 1);
     end_write(slot, lap);
+    // After publishing, so an update_priorities for the slot's previous occupant that takes the
+    // lock later sees the new lap and is ignored.
+    insert_priorities(slot, 1);
   }
   return key;
 }
@@ -168,6 +219,7 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
   std::uint64_t since_clear = first_key - base + skipped;
   std::uint64_t lap = since_clear / capacity_;
   std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
+  const std::size_t first_slot = slot;
   std::size_t row = skipped;
   // Copy runs of consecutive slots with one memcpy per field; a run ends at the ring's end or at a
   // slot a newer lap already holds (possible only when another writer is a whole lap ahead).
@@ -195,6 +247,9 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
       ++lap;
     }
   }
+  // A stale slot gets the new-transition priority too: the writer a lap ahead that holds it gave
+  // it the same.
+  insert_priorities(first_slot, count - skipped);
   return first_key;
 }
 
@@ -241,9 +296,45 @@ bool Buffer::try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan, std
   return true;
 }
 
+template <typename Redraw>
+void Buffer::copy_rows(std::span<const std::size_t> slots, std::size_t first_row, Snapshot& snap,
+                       CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw) const {
+  // Prefetch a chunk of rows before copying any: the copies then wait on many cache misses at
+  // once instead of one after another.
+  constexpr std::size_t kChunk = 16;
+  for (std::size_t start = 0; start < slots.size(); start += kChunk) {
+    const std::size_t end = std::min(slots.size(), start + kChunk);
+    for (std::size_t j = start; j < end; ++j) prefetch_row(slots[j], plan);
+    for (std::size_t j = start; j < end; ++j) {
+      const std::size_t row = first_row + j;
+      std::size_t slot = slots[j];
+      std::uint64_t key = 0;
+      sync::Backoff backoff;
+      // A slot mid-write or emptied by a clear: draw another. Only concurrent writers or a clear
+      // make this loop run more than once.
+      while (!try_read(slot, snap, plan, row, key)) {
+        backoff.wait();
+        snap = snapshot();
+        if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
+        slot = redraw(row, snap);
+      }
+      if (!keys.empty()) keys[row] = key;
+    }
+  }
+}
+
 void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
-                    std::span<std::uint64_t> keys) {
+                    std::span<std::uint64_t> keys, std::span<float> weights,
+                    std::optional<double> beta) {
   check_outputs(out, keys, batch);
+  if (!priorities_ && (!weights.empty() || beta)) {
+    throw std::invalid_argument("importance weights and beta need a prioritized buffer");
+  }
+  if (!weights.empty() && weights.size() != batch) {
+    throw std::invalid_argument("expected room for " + std::to_string(batch) + " weights, got " +
+                                std::to_string(weights.size()));
+  }
+  if (beta) check_exponent("beta", *beta);
   Snapshot snap = snapshot();
   if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
   const std::uint64_t stream =
@@ -255,42 +346,98 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
     if (!out[f].empty()) copies[copy_count++] = {columns_[f], out[f].data(), row_bytes_[f]};
   }
   const CopyPlan plan(copies.data(), copy_count);
-
-  // Draw a chunk of slots and prefetch all their rows before copying any: the copies then wait on
-  // many cache misses at once instead of one after another.
-  constexpr std::size_t kChunk = 16;
-  std::size_t slots[kChunk];
+  if (priorities_) {
+    sample_prioritized(batch, plan, snap, rng, keys, weights, beta.value_or(this->beta()));
+    return;
+  }
+  constexpr std::size_t kChunk = 64;
+  std::array<std::size_t, kChunk> slots;
+  const auto redraw = [&rng](std::size_t, const Snapshot& s) {
+    return static_cast<std::size_t>(rng.below(s.size));
+  };
   for (std::size_t start = 0; start < batch; start += kChunk) {
     const std::size_t n = std::min(kChunk, batch - start);
-    for (std::size_t j = 0; j < n; ++j) {
-      slots[j] = static_cast<std::size_t>(rng.below(snap.size));
-      prefetch_row(slots[j], plan);
-    }
-    for (std::size_t j = 0; j < n; ++j) {
-      const std::size_t row = start + j;
-      std::uint64_t key = 0;
-      sync::Backoff backoff;
-      std::size_t slot = slots[j];
-      // A slot mid-write or emptied by a clear: draw another. Only concurrent writers or a clear
-      // make this loop run more than once.
-      while (!try_read(slot, snap, plan, row, key)) {
-        backoff.wait();
-        snap = snapshot();
-        if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
-        slot = static_cast<std::size_t>(rng.below(snap.size));
-      }
-      if (!keys.empty()) keys[row] = key;
-    }
+    for (std::size_t j = 0; j < n; ++j) slots[j] = static_cast<std::size_t>(rng.below(snap.size));
+    copy_rows(std::span(slots).first(n), start, snap, plan, keys, redraw);
   }
 }
 
-void Buffer::clear() noexcept {
+void Buffer::sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap,
+                                Xoshiro256pp& rng, std::span<std::uint64_t> keys,
+                                std::span<float> weights, double beta) {
+  // Scratch kept per thread: a prioritized batch needs its slots and probabilities at once.
+  thread_local std::vector<std::size_t> slots;
+  thread_local std::vector<double> probabilities;
+  slots.resize(batch);
+  probabilities.resize(batch);
+  PriorityIndex::Draw drawn{};
+  {
+    PriorityIndex::Locked locked(*priorities_);
+    drawn = locked.draw(snap.size, rng, slots, probabilities);
+  }
+  const auto redraw = [&](std::size_t row, const Snapshot& s) {
+    PriorityIndex::Locked locked(*priorities_);
+    std::size_t slot = 0;
+    drawn = locked.draw(s.size, rng, std::span(&slot, 1), std::span(&probabilities[row], 1));
+    return slot;
+  };
+  copy_rows(slots, 0, snap, plan, keys, redraw);
+  if (weights.empty()) return;
+  // w_i = (N P_i)^-beta / max_j (N P_j)^-beta = (P_i / P_min)^-beta: N cancels.
+  for (std::size_t i = 0; i < batch; ++i) {
+    weights[i] = static_cast<float>(std::pow(probabilities[i] / drawn.min_probability, -beta));
+  }
+}
+
+std::size_t Buffer::update_priorities(std::span<const std::uint64_t> keys,
+                                      std::span<const double> values, PriorityKind kind) {
+  if (!priorities_) {
+    throw std::logic_error("update_priorities needs a prioritized buffer (strategy '" +
+                           std::string(strategy_name(strategy_)) + "')");
+  }
+  if (keys.size() != values.size()) {
+    throw std::invalid_argument("got " + std::to_string(keys.size()) + " indices and " +
+                                std::to_string(values.size()) + " values");
+  }
+  const std::uint64_t issued = next_key();
+  thread_local std::vector<double> stored;
+  thread_local std::vector<std::size_t> slots;
+  stored.resize(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (keys[i] >= issued) {
+      throw std::out_of_range("indices[" + std::to_string(i) + "] is " + std::to_string(keys[i]) +
+                              ", a key never handed out (the next add gets " +
+                              std::to_string(issued) + ")");
+    }
+    stored[i] = priorities_->stored_priority(values[i], kind, i);
+  }
+  PriorityIndex::Locked locked(*priorities_);
+  // Under the lock, so a writer that overwrites a slot (it sets the new occupant's priority under
+  // this lock after publishing it) cannot slip between the check and the update.
+  const std::uint64_t base = sync::counter_ref(counters_->base_key).load(std::memory_order_acquire);
+  slots.clear();
+  std::size_t live = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] < base) continue;  // cleared since
+    const std::uint64_t since_clear = keys[i] - base;
+    const std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
+    const sync::SeqWord word = sync::seq_ref(seq_[slot]).load(std::memory_order_acquire);
+    if (word != sync::published(since_clear / capacity_)) continue;  // overwritten, or mid-write
+    slots.push_back(slot);
+    stored[live++] = stored[i];
+  }
+  locked.set(slots, std::span(stored).first(live));
+  return live;
+}
+
+void Buffer::clear() {
   Counters& c = *counters_;
   const std::uint64_t next = sync::counter_ref(c.next_key).load(std::memory_order_acquire);
   sync::counter_ref(c.base_key).store(next, std::memory_order_release);
   for (std::size_t i = 0; i < capacity_; ++i) {
     sync::seq_ref(seq_[i]).store(sync::kUnwritten, std::memory_order_release);
   }
+  if (priorities_) PriorityIndex::Locked(*priorities_).clear();
 }
 
 }  // namespace replay_buffer

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "replay_buffer/errors.hpp"
+#include "replay_buffer/sum_tree.hpp"
 
 namespace replay_buffer {
 namespace {
@@ -28,7 +29,7 @@ std::size_t checked_mul(std::size_t a, std::size_t b, std::size_t capacity) {
 
 }  // namespace
 
-Layout Layout::compute(const Schema& schema, std::size_t capacity) {
+Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy strategy) {
   if (capacity == 0) throw CapacityError("capacity must be at least 1");
   Layout layout;
   std::size_t end = align_up(sizeof(RegionHeader));
@@ -42,6 +43,16 @@ Layout Layout::compute(const Schema& schema, std::size_t capacity) {
   for (const Field& field : schema.fields()) {
     layout.column_offsets.push_back(end);
     end = checked_add(end, checked_mul(capacity, field.row_bytes(), capacity), capacity);
+  }
+  if (strategy != Strategy::kUniform) {
+    layout.priority_control_offset = end;
+    end = checked_add(end, sizeof(PriorityControl), capacity);
+    layout.tree_offset = end;
+    end = checked_add(end, SumTree::bytes_for(capacity), capacity);
+  }
+  if (strategy == Strategy::kRank) {
+    layout.order_offset = end;
+    end = checked_add(end, checked_mul(capacity, sizeof(std::uint64_t), capacity), capacity);
   }
   layout.total_bytes = end;
   return layout;

@@ -44,6 +44,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
   return std::bit_cast<double>(smallest + 1);
 }
 
+[[gnu::always_inline]] inline double line_max(const double* line) noexcept {
+  double largest = 0.0;
+  for (std::size_t i = 0; i < kLine; ++i) largest = std::max(largest, line[i]);
+  return largest;
+}
+
 // Picks the child of `line` under offset `u` (>= 0) and makes `u` relative to it. Branch-free
 // (the choice is a coin flip a predictor cannot learn): counts the running prefixes <= u. The
 // prefix does not grow across a zero child, so `prefix <= u` always steps over one and the child
@@ -107,6 +113,10 @@ SumTree::Shape SumTree::shape_for(std::size_t capacity) {
     shape.min_offset[l] = end;
     end += align_up(shape.width[l], kLine);
   }
+  for (std::size_t l = shape.levels; l-- > 1;) {
+    shape.max_offset[l] = end;
+    end += align_up(shape.width[l], kLine);
+  }
   shape.total_doubles = end;
   return shape;
 }
@@ -134,12 +144,14 @@ void SumTree::reset() noexcept { std::memset(values_.data(), 0, values_.size_byt
 void SumTree::refresh(std::size_t level, std::size_t node) noexcept {
   sum_level(level)[node] = line_sum(sum_level(level - 1) + node * kLine);
   min_level(level)[node] = line_min_positive(min_level(level - 1) + node * kLine);
+  max_level(level)[node] = line_max(max_level(level - 1) + node * kLine);
 }
 
 void SumTree::refresh_root() noexcept {
   const std::size_t top = shape_.levels - 1;
   values_[0] = line_sum(sum_level(top));
   values_[1] = line_min_positive(min_level(top));
+  values_[2] = line_max(max_level(top));
 }
 
 void SumTree::set(std::size_t leaf, double priority) {
@@ -169,7 +181,10 @@ void SumTree::set_batch(std::span<const std::size_t> leaves, std::span<const dou
     const std::size_t shift = kLineShift * level;
     for (const std::size_t leaf : leaves) {
       __builtin_prefetch(sum_level(level) + (leaf >> shift), 1);
-      if (level > 0) __builtin_prefetch(min_level(level) + (leaf >> shift), 1);
+      if (level > 0) {
+        __builtin_prefetch(min_level(level) + (leaf >> shift), 1);
+        __builtin_prefetch(max_level(level) + (leaf >> shift), 1);
+      }
     }
   };
   prefetch_level(0);
@@ -252,8 +267,9 @@ void SumTree::rebuild() noexcept {
     for (std::size_t node = 0; node < shape_.width[level]; ++node) refresh(level, node);
     zero_padding(sum_level(level), shape_.width[level]);
     zero_padding(min_level(level), shape_.width[level]);
+    zero_padding(max_level(level), shape_.width[level]);
   }
-  std::fill(values_.begin() + 2, values_.begin() + kLine, 0.0);
+  std::fill(values_.begin() + 3, values_.begin() + kLine, 0.0);
   refresh_root();
 }
 

@@ -156,8 +156,8 @@ TEST(SumTreeTest, BytesForIsAlignedAndSmall) {
     EXPECT_EQ(bytes % 64, 0u) << capacity;
     EXPECT_GE(bytes, capacity * sizeof(double)) << capacity;
   }
-  // About 1.29 doubles per leaf: far below 10 % of a 56 KB Atari transition.
-  EXPECT_LT(SumTree::bytes_for(1'000'000), 11u * 1'000'000u);
+  // About 1.43 doubles per leaf: far below 10 % of a 56 KB Atari transition.
+  EXPECT_LT(SumTree::bytes_for(1'000'000), 12u * 1'000'000u);
   EXPECT_THROW((void)SumTree::bytes_for(0), CapacityError);
   EXPECT_THROW((void)SumTree::bytes_for(std::numeric_limits<std::size_t>::max()), CapacityError);
 }
@@ -285,6 +285,25 @@ TEST(SumTreeTest, MinPositiveFollowsUpdates) {
       if (x > 0.0) expected = std::min(expected, x);
     }
     ASSERT_EQ(f.tree.min_positive(), expected) << step;
+  }
+}
+
+TEST(SumTreeTest, MaxFollowsUpdatesInBothDirections) {
+  Fixture f(1000);
+  EXPECT_EQ(f.tree.max(), 0.0);
+  std::vector<double> p(1000, 0.0);
+  Xoshiro256pp rng(4);
+  for (int step = 0; step < 20000; ++step) {
+    const std::size_t leaf = rng.below(1000);
+    p[leaf] = rng.below(3) == 0 ? 0.0 : rng.uniform() * 100.0;
+    if (step % 2 == 0) {
+      f.tree.set(leaf, p[leaf]);
+    } else {
+      const std::vector<std::size_t> leaves = {leaf};
+      const std::vector<double> priorities = {p[leaf]};
+      f.tree.set_batch(leaves, priorities);
+    }
+    ASSERT_EQ(f.tree.max(), *std::max_element(p.begin(), p.end())) << step;
   }
 }
 

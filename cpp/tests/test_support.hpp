@@ -54,4 +54,42 @@ inline bool fits_uniform(std::span<const std::uint64_t> observed) {
   return chi2 < df * t * t * t;
 }
 
+// Whether `observed` counts fit the distribution `probabilities` (which sums to 1): Pearson's
+// chi-square at p = 1e-6, with categories expected to see fewer than 5 pooled together so the
+// approximation holds.
+inline bool fits_distribution(std::span<const std::uint64_t> observed,
+                              std::span<const double> probabilities) {
+  std::uint64_t total = 0;
+  for (const std::uint64_t c : observed) total += c;
+  double chi2 = 0.0;
+  std::size_t categories = 0;
+  double pooled_expected = 0.0;
+  double pooled_observed = 0.0;
+  for (std::size_t i = 0; i < observed.size(); ++i) {
+    const double expected = probabilities[i] * static_cast<double>(total);
+    if (expected == 0.0) {
+      if (observed[i] != 0) return false;  // drawn although impossible
+      continue;
+    }
+    if (expected < 5.0) {
+      pooled_expected += expected;
+      pooled_observed += static_cast<double>(observed[i]);
+      continue;
+    }
+    const double d = static_cast<double>(observed[i]) - expected;
+    chi2 += d * d / expected;
+    ++categories;
+  }
+  if (pooled_expected > 0.0) {
+    const double d = pooled_observed - pooled_expected;
+    chi2 += d * d / pooled_expected;
+    ++categories;
+  }
+  if (categories < 2) return true;
+  const double df = static_cast<double>(categories - 1);
+  const double z = 4.753;
+  const double t = 1.0 - 2.0 / (9.0 * df) + z * std::sqrt(2.0 / (9.0 * df));
+  return chi2 < df * t * t * t;
+}
+
 }  // namespace replay_buffer::testing

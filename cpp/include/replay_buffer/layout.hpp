@@ -2,6 +2,7 @@
 // means the same thing wherever it is mapped.
 //
 //   [RegionHeader][FieldRecord x field_count][Counters][seq words: u32 x capacity][column 0]...
+//   then, for prioritized strategies: [PriorityControl][sum tree][rank order: u64 x capacity]
 //
 // Every part starts on a 64-byte boundary (a cache line; also what SIMD loads like).
 #pragma once
@@ -11,6 +12,8 @@
 #include <type_traits>
 
 #include "replay_buffer/schema.hpp"
+#include "replay_buffer/strategy.hpp"
+#include "replay_buffer/sync.hpp"
 
 namespace replay_buffer {
 
@@ -43,6 +46,12 @@ struct alignas(kAlignment) RegionHeader {
   std::uint64_t counters_offset;
   std::uint64_t seq_offset;
   std::uint64_t seed;
+  std::uint64_t priority_control_offset;  // 0 for uniform buffers
+  std::uint64_t tree_offset;              // 0 for uniform buffers
+  std::uint64_t order_offset;             // 0 unless rank-based
+  double alpha;
+  double eps;
+  std::uint8_t strategy;
 };
 
 // Words changed by every add or sample: each on its own cache line so that writers bumping
@@ -51,11 +60,20 @@ struct Counters {
   alignas(kAlignment) std::uint64_t next_key;       // keys handed out so far (atomic)
   alignas(kAlignment) std::uint64_t base_key;       // next_key at the last clear (atomic)
   alignas(kAlignment) std::uint64_t sample_stream;  // sample calls so far, seeds their RNG (atomic)
+  std::uint64_t beta_bits;                          // the current beta, a double's bits (atomic)
+};
+
+// The lock of the priority structures and the rank order's bookkeeping, both guarded by it.
+struct PriorityControl {
+  sync::RegionMutex lock;
+  std::uint64_t sorted_count;        // slots the rank order held when last sorted
+  std::uint64_t changes_since_sort;  // priorities set since then
 };
 
 static_assert(std::is_trivially_copyable_v<RegionHeader>);
 static_assert(std::is_trivially_copyable_v<FieldRecord>);
 static_assert(std::is_trivially_copyable_v<Counters>);
+static_assert(std::is_standard_layout_v<PriorityControl>);
 
 // The offsets of every part for a schema and capacity. Pure arithmetic: the same inputs give the
 // same layout in every process, which is how an attaching process checks a region.
@@ -64,10 +82,14 @@ struct Layout {
   std::size_t counters_offset = 0;
   std::size_t seq_offset = 0;
   std::vector<std::size_t> column_offsets;
+  std::size_t priority_control_offset = 0;
+  std::size_t tree_offset = 0;
+  std::size_t order_offset = 0;
   std::size_t total_bytes = 0;
 
   // Throws CapacityError when capacity is 0 or the total size overflows.
-  [[nodiscard]] static Layout compute(const Schema& schema, std::size_t capacity);
+  [[nodiscard]] static Layout compute(const Schema& schema, std::size_t capacity,
+                                      Strategy strategy = Strategy::kUniform);
 };
 
 }  // namespace replay_buffer

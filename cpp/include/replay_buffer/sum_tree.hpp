@@ -6,13 +6,13 @@
 // level (7 at 10^6 leaves) and a batch walks all its items one level at a time, prefetching the
 // next level's lines for every item before scanning any of them. Level 0 holds the priorities.
 //
-//   [root line: total, min][sum level h-1 (<= 8 values)]...[sum level 0: the priorities]
-//   [min level h-1]...[min level 1]
+//   [root line: total, min, max][sum level h-1 (<= 8 values)]...[sum level 0: the priorities]
+//   [min level h-1]...[min level 1][max level h-1]...[max level 1]
 //
 // The min levels mirror the sum levels with "smallest positive value below", where 0 means "no
-// positive priority below". All-zero bytes are therefore a valid empty tree: fresh shared memory
+// positive priority below"; the max levels hold the largest value below. All-zero bytes are therefore a valid empty tree: fresh shared memory
 // needs no initialisation, and another process attaches by constructing a view on the same bytes.
-// The storage holds numbers only, no pointers. About 1.29 doubles per leaf (10.3 bytes).
+// The storage holds numbers only, no pointers. About 1.43 doubles per leaf (11.4 bytes).
 //
 // Every parent is recomputed from its 8 children (never adjusted by a delta), with the same
 // function in set, set_batch and rebuild, so a parent is always exactly what rebuild() would
@@ -69,6 +69,8 @@ class SumTree {
 
   // Smallest priority > 0, O(1); +infinity when every priority is 0. Caller holds the lock.
   [[nodiscard]] double min_positive() const noexcept;
+  // Largest priority, O(1); 0 when every priority is 0. Caller holds the lock.
+  [[nodiscard]] double max() const noexcept { return values_[2]; }
 
   // The leaf i with prefix_sum(i) <= u < prefix_sum(i + 1), O(log n). Always a leaf with a
   // priority > 0, below capacity(), whatever rounding does: u < 0 or NaN reads as 0, and a u at or
@@ -98,6 +100,7 @@ class SumTree {
     std::array<std::size_t, kMaxLevels> width{};       // values in use per level
     std::array<std::size_t, kMaxLevels> sum_offset{};  // in doubles, from the storage start
     std::array<std::size_t, kMaxLevels> min_offset{};  // [0] is unused: leaves serve as level 0
+    std::array<std::size_t, kMaxLevels> max_offset{};  // likewise
     std::size_t total_doubles = 0;
   };
   [[nodiscard]] static Shape shape_for(std::size_t capacity);
@@ -109,7 +112,10 @@ class SumTree {
   [[nodiscard]] double* min_level(std::size_t level) const noexcept {
     return values_.data() + (level == 0 ? shape_.sum_offset[0] : shape_.min_offset[level]);
   }
-  // Recomputes value `node` of `level` (>= 1) in both trees from its 8 children.
+  [[nodiscard]] double* max_level(std::size_t level) const noexcept {
+    return values_.data() + (level == 0 ? shape_.sum_offset[0] : shape_.max_offset[level]);
+  }
+  // Recomputes value `node` of `level` (>= 1) in all three trees from its 8 children.
   void refresh(std::size_t level, std::size_t node) noexcept;
   void refresh_root() noexcept;
   [[nodiscard]] std::size_t descend(double u) const noexcept;

@@ -8,6 +8,8 @@
 // writer's view is less than 2^30 laps stale.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -63,6 +65,38 @@ class Backoff {
 
  private:
   unsigned spins_ = 0;
+};
+
+// A mutex that lives inside a region, so every process mapping the region shares it. Where the
+// OS has robust mutexes (Linux), a holder that dies does not leave it locked forever: the next
+// locker gets it and is told, so it can repair what the dead holder was changing.
+class RegionMutex {
+ public:
+  // Sets up the mutex in place; only the region's creator calls it, once. Not thread-safe.
+  void init();
+  // Blocks until held. Returns true when the previous holder died holding it: the caller now
+  // holds it and must repair the state it guards. Thread- and process-safe.
+  [[nodiscard]] bool lock();
+  // Thread- and process-safe; only the holder calls it.
+  void unlock() noexcept;
+
+ private:
+  pthread_mutex_t mutex_;
+};
+
+// Holds a RegionMutex for a scope; runs `repair` first when the previous holder had died.
+class RegionLock {
+ public:
+  template <typename Repair>
+  RegionLock(RegionMutex& mutex, Repair&& repair) : mutex_(mutex) {
+    if (mutex_.lock()) repair();
+  }
+  RegionLock(const RegionLock&) = delete;
+  RegionLock& operator=(const RegionLock&) = delete;
+  ~RegionLock() { mutex_.unlock(); }
+
+ private:
+  RegionMutex& mutex_;
 };
 
 // The two copies that race by design: a reader copying a row a writer may be overwriting, and

@@ -1,0 +1,144 @@
+#include "replay_buffer/priorities.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace replay_buffer {
+namespace {
+
+constexpr std::uint64_t kMinChangesBeforeSort = 32;
+
+// What a new transition gets: the largest priority in the buffer, or 1 in an empty one (as in
+// the PER paper's p_1 = 1).
+double new_priority(const SumTree& tree) noexcept { return tree.max() > 0.0 ? tree.max() : 1.0; }
+
+}  // namespace
+
+PriorityIndex::PriorityIndex(std::byte* region, const Layout& layout, std::size_t capacity,
+                             Strategy strategy, double alpha, double eps)
+    : strategy_(strategy),
+      alpha_(alpha),
+      eps_(eps),
+      capacity_(capacity),
+      control_(reinterpret_cast<PriorityControl*>(region + layout.priority_control_offset)),
+      tree_(std::span<std::byte>(region + layout.tree_offset, SumTree::bytes_for(capacity)),
+            capacity) {
+  if (strategy == Strategy::kRank) {
+    order_ = {reinterpret_cast<std::uint64_t*>(region + layout.order_offset), capacity};
+    rank_table_.emplace(capacity, alpha);
+  }
+}
+
+void PriorityIndex::init_region() { control_->lock.init(); }
+
+double PriorityIndex::stored_priority(double value, PriorityKind kind,
+                                      std::size_t position) const {
+  if (!std::isfinite(value)) {
+    throw std::invalid_argument(std::string(kind == PriorityKind::kTdError ? "td_errors"
+                                                                            : "priorities") +
+                                "[" + std::to_string(position) + "] is " + std::to_string(value) +
+                                "; it must be finite");
+  }
+  if (kind == PriorityKind::kPriority && value < 0.0) {
+    throw std::invalid_argument("priorities[" + std::to_string(position) + "] is " +
+                                std::to_string(value) + "; priorities must be >= 0");
+  }
+  const double magnitude = std::fabs(value) + eps_;
+  return strategy_ == Strategy::kProportional ? std::pow(magnitude, alpha_) : magnitude;
+}
+
+PriorityIndex::Locked::Locked(PriorityIndex& index)
+    : index_(index), lock_(index.control_->lock, [&index] {
+        // The previous holder died mid-change: sums may disagree with the priorities, and the
+        // rank order may be half written. Both are rebuilt from the priorities themselves.
+        index.tree_.rebuild();
+        index.control_->sorted_count = 0;
+        index.control_->changes_since_sort = std::numeric_limits<std::uint64_t>::max() / 2;
+      }) {}
+
+void PriorityIndex::Locked::insert(std::size_t first, std::size_t count) {
+  SumTree& tree = index_.tree_;
+  const double priority = new_priority(tree);
+  if (count == 1) {
+    tree.set(first, priority);
+  } else {
+    std::vector<std::size_t> slots(count);
+    for (std::size_t i = 0; i < count; ++i) slots[i] = (first + i) % index_.capacity_;
+    const std::vector<double> priorities(count, priority);
+    tree.set_batch(slots, priorities);
+  }
+  index_.control_->changes_since_sort += count;
+}
+
+void PriorityIndex::Locked::set(std::span<const std::size_t> slots,
+                                std::span<const double> stored) {
+  index_.tree_.set_batch(slots, stored);
+  index_.control_->changes_since_sort += slots.size();
+}
+
+void PriorityIndex::Locked::clear() {
+  index_.tree_.reset();
+  index_.control_->sorted_count = 0;
+  index_.control_->changes_since_sort = 0;
+}
+
+void PriorityIndex::Locked::sort_ranks(std::size_t size) {
+  std::vector<std::pair<double, std::uint64_t>> by_priority(size);
+  for (std::size_t slot = 0; slot < size; ++slot) {
+    by_priority[slot] = {index_.tree_.get(slot), slot};
+  }
+  std::sort(by_priority.begin(), by_priority.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  for (std::size_t r = 0; r < size; ++r) index_.order_[r] = by_priority[r].second;
+  index_.control_->sorted_count = size;
+  index_.control_->changes_since_sort = 0;
+}
+
+std::size_t PriorityIndex::Locked::rank_to_slot(std::size_t rank, std::size_t size) const noexcept {
+  // Slots past the sorted prefix were added since the sort: they carry the top priority and
+  // rank first, newest first.
+  const std::size_t sorted = std::min<std::size_t>(index_.control_->sorted_count, size);
+  const std::size_t unsorted = size - sorted;
+  if (rank < unsorted) return size - 1 - rank;
+  return static_cast<std::size_t>(index_.order_[rank - unsorted]);
+}
+
+PriorityIndex::Draw PriorityIndex::Locked::draw(std::size_t size, Xoshiro256pp& rng,
+                                                std::span<std::size_t> slots,
+                                                std::span<double> probabilities) {
+  const SumTree& tree = index_.tree_;
+  if (index_.strategy_ == Strategy::kRank) {
+    PriorityControl& control = *index_.control_;
+    if (control.sorted_count > size ||
+        control.changes_since_sort >= std::max<std::uint64_t>(kMinChangesBeforeSort, size / 8)) {
+      sort_ranks(size);
+    }
+    const RankTable& table = *index_.rank_table_;
+    table.sample(size, slots.size(), rng, slots);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      probabilities[i] = table.probability(slots[i], size);
+      slots[i] = rank_to_slot(slots[i], size);
+    }
+    return {table.probability(size - 1, size)};
+  }
+  const double total = tree.total();
+  if (!(total > 0.0)) {
+    const double uniform = 1.0 / static_cast<double>(size);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      slots[i] = static_cast<std::size_t>(rng.below(size));
+      probabilities[i] = uniform;
+    }
+    return {uniform};
+  }
+  tree.sample_stratified(slots.size(), rng, slots);
+  for (std::size_t i = 0; i < slots.size(); ++i) probabilities[i] = tree.get(slots[i]) / total;
+  return {tree.min_positive() / total};
+}
+
+}  // namespace replay_buffer
