@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cmath>
-#include <atomic>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -57,7 +57,8 @@ void write_header(std::byte* base, const Schema& schema, const Layout& layout, s
     record.row_bytes = field.row_bytes();
   }
   new (base + layout.counters_offset) Counters{};
-  if (options.strategy != Strategy::kUniform) new (base + layout.priority_control_offset) PriorityControl{};
+  if (options.strategy != Strategy::kUniform)
+    new (base + layout.priority_control_offset) PriorityControl{};
 }
 
 void check_exponent(const char* name, double value) {
@@ -323,9 +324,8 @@ void Buffer::copy_rows(std::span<const std::size_t> slots, std::size_t first_row
   }
 }
 
-void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
-                    std::span<std::uint64_t> keys, std::span<float> weights,
-                    std::optional<double> beta) {
+void Buffer::sample(std::size_t batch, std::span<const FieldOut> out, std::span<std::uint64_t> keys,
+                    std::span<float> weights, std::optional<double> beta) {
   check_outputs(out, keys, batch);
   if (!priorities_ && (!weights.empty() || beta)) {
     throw std::invalid_argument("importance weights and beta need a prioritized buffer");
@@ -362,9 +362,9 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out,
   }
 }
 
-void Buffer::sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap,
-                                Xoshiro256pp& rng, std::span<std::uint64_t> keys,
-                                std::span<float> weights, double beta) {
+void Buffer::sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap, Xoshiro256pp& rng,
+                                std::span<std::uint64_t> keys, std::span<float> weights,
+                                double beta) {
   // Scratch kept per thread: a prioritized batch needs its slots and probabilities at once.
   thread_local std::vector<std::size_t> slots;
   thread_local std::vector<double> probabilities;

@@ -36,13 +36,11 @@ PriorityIndex::PriorityIndex(std::byte* region, const Layout& layout, std::size_
 
 void PriorityIndex::init_region() { control_->lock.init(); }
 
-double PriorityIndex::stored_priority(double value, PriorityKind kind,
-                                      std::size_t position) const {
+double PriorityIndex::stored_priority(double value, PriorityKind kind, std::size_t position) const {
   if (!std::isfinite(value)) {
-    throw std::invalid_argument(std::string(kind == PriorityKind::kTdError ? "td_errors"
-                                                                            : "priorities") +
-                                "[" + std::to_string(position) + "] is " + std::to_string(value) +
-                                "; it must be finite");
+    throw std::invalid_argument(
+        std::string(kind == PriorityKind::kTdError ? "td_errors" : "priorities") + "[" +
+        std::to_string(position) + "] is " + std::to_string(value) + "; it must be finite");
   }
   if (kind == PriorityKind::kPriority && value < 0.0) {
     throw std::invalid_argument("priorities[" + std::to_string(position) + "] is " +

@@ -17,7 +17,8 @@ void check(int rc, const char* what) {
 void RegionMutex::init() {
   pthread_mutexattr_t attr;
   check(pthread_mutexattr_init(&attr), "pthread_mutexattr_init");
-  check(pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED), "pthread_mutexattr_setpshared");
+  check(pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED),
+        "pthread_mutexattr_setpshared");
 #if defined(__linux__)
   check(pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST), "pthread_mutexattr_setrobust");
 #endif

@@ -185,7 +185,8 @@ TEST(Weights, MatchTheDirectFormula) {
       double total = 0.0;
       for (std::size_t i = 0; i < kN; ++i) total += std::pow(double(i + 1), -kAlpha);
       // |td| grows with i, so key i has rank kN - i.
-      for (std::size_t i = 0; i < kN; ++i) probability[i] = std::pow(double(kN - i), -kAlpha) / total;
+      for (std::size_t i = 0; i < kN; ++i)
+        probability[i] = std::pow(double(kN - i), -kAlpha) / total;
     }
     const double min_p = *std::min_element(probability.begin(), probability.end());
     for (const double beta : {0.0, 0.4, 1.0}) {
@@ -239,7 +240,7 @@ TEST(Updates, NewTransitionsGetTheCurrentMaximum) {
   Buffer buffer = make(Strategy::kProportional, 10, /*alpha=*/1.0, /*eps=*/0.0);
   fill(buffer, 0, 3);  // all start at 1
   update(buffer, {0, 1, 2}, {2.0, 8.0, 4.0});
-  fill(buffer, 3, 1);  // key 3 gets 8
+  fill(buffer, 3, 1);          // key 3 gets 8
   update(buffer, {1}, {1.0});  // key 1 drops to 1; key 3 still holds 8
   fill(buffer, 4, 1);          // key 4 gets 8
   update(buffer, {3, 4}, {0.5, 0.5});

@@ -65,5 +65,29 @@ TEST(ReplayBuffer, EmptyAndZeroBatchThrow) {
   EXPECT_THROW((void)buffer.sample(0), std::invalid_argument);
 }
 
+TEST(ReplayBuffer, PrioritizedSpecificationApi) {
+  CartPole buffer(BufferConfig{.capacity = 16,
+                               .strategy = SamplingStrategy::kProportional,
+                               .alpha = 1.0f,
+                               .beta = 1.0f,
+                               .eps = 0.0f});
+  for (int i = 0; i < 16; ++i) buffer.add(transition(i));
+  std::vector<std::size_t> all(16);
+  for (std::size_t i = 0; i < 16; ++i) all[i] = i;
+  std::vector<float> priorities(16, 0.0f);
+  priorities[5] = 2.0f;
+  priorities[9] = 6.0f;
+  EXPECT_EQ(buffer.update_priorities(all, priorities), 16u);
+  std::vector<std::uint64_t> keys(64);
+  std::vector<float> weights(64);
+  const auto batch = buffer.sample(64, keys, weights);
+  for (std::size_t j = 0; j < 64; ++j) {
+    ASSERT_TRUE(keys[j] == 5 || keys[j] == 9);
+    EXPECT_EQ(batch[j].reward * 2, static_cast<float>(keys[j]));
+    // beta 1: w = P_min / P = 2 / priority.
+    EXPECT_FLOAT_EQ(weights[j], keys[j] == 5 ? 1.0f : 2.0f / 6.0f);
+  }
+}
+
 }  // namespace
 }  // namespace replay_buffer

@@ -13,7 +13,7 @@ from replay_buffer.fields import normalize_fields, transition_fields
 
 
 class ReplayBuffer(_core.Buffer):
-    """A fixed-capacity ring of transitions, sampled uniformly; safe to share between threads.
+    """A fixed-capacity ring of transitions, sampled uniformly or by priority; thread-safe.
 
     Build it from the specification's arguments::
 
@@ -31,9 +31,14 @@ class ReplayBuffer(_core.Buffer):
       returns its key.
     - ``add_batch(*arrays, **named) -> int``: arrays with a leading batch axis; returns the
       first key.
-    - ``sample(batch_size) -> dict``: new arrays per field, plus ``indices`` (int64 keys).
-    - ``sample_into(out) -> dict``: fills the caller's arrays (any subset of the fields, plus
-      optionally ``indices``) without allocating; returns ``out``.
+    - ``sample(batch_size, beta=None) -> dict``: arrays per field, plus ``indices`` (int64 keys)
+      and, for prioritized strategies, ``weights`` (float32 importance weights).
+    - ``sample_into(out, beta=None) -> dict``: fills the caller's arrays (any subset of the
+      fields, plus optionally ``indices`` and ``weights``) without allocating; returns ``out``.
+    - ``update_priorities(indices, td_errors) -> int``: new priorities (|td| + eps) ** alpha for
+      sampled keys (or ``priorities=`` p for (p + eps) ** alpha); keys of transitions overwritten
+      since they were sampled are ignored; returns how many were applied.
+    - ``beta``: the importance-weight exponent, settable (annealing); ``strategy``.
     - ``size()``, ``len(buffer)``, ``capacity()``, ``is_full()``, ``clear()``, ``next_key()``.
     - ``columns() -> dict``: read-only zero-copy views of the stored rows, in slot order.
     - ``fields``: ``{name: {"shape": tuple, "dtype": numpy.dtype}}``.
@@ -71,7 +76,15 @@ class ReplayBuffer(_core.Buffer):
             raise TypeError("give obs_shape and action_dim, or fields=")
         else:
             fields = transition_fields(obs_shape, action_dim, obs_dtype, action_type)
-        super().__init__(normalize_fields(fields), config.capacity, config.seed)
+        super().__init__(
+            normalize_fields(fields),
+            config.capacity,
+            config.seed,
+            config.strategy,
+            float(config.alpha),
+            float(config.beta),
+            float(config.eps),
+        )
         self.config = config
 
     def __repr__(self) -> str:

@@ -28,23 +28,44 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(empty_error.get_stored(), e.what());
     } catch (const rb::CapacityError& e) {
       py::set_error(capacity_error.get_stored(), e.what());
+    } catch (const std::out_of_range&) {
+      throw;  // pybind11's own translation: IndexError
+    } catch (const std::logic_error& e) {
+      // invalid_argument and the like, and operations the buffer's configuration does not offer.
+      PyErr_SetString(PyExc_ValueError, e.what());
     }
   });
 
   py::class_<PyBuffer>(m, "Buffer")
-      .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t>(),
-           py::arg("fields"), py::arg("capacity"), py::arg("seed"))
+      .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,
+                    const std::string&, double, double, double>(),
+           py::arg("fields"), py::arg("capacity"), py::arg("seed"), py::arg("strategy"),
+           py::arg("alpha"), py::arg("beta"), py::arg("eps"))
       .def("add", &PyBuffer::add,
            "Append one transition (positionally in field order, or by field name); returns its "
            "key. Overwrites the oldest when full.")
       .def("add_batch", &PyBuffer::add_batch,
            "Append a batch: one array per field with a leading batch axis; returns the first key.")
-      .def("sample", &PyBuffer::sample, py::arg("batch_size"),
-           "Draw batch_size transitions uniformly with replacement: a dict of arrays per field, "
-           "plus 'indices' (int64 keys).")
-      .def("sample_into", &PyBuffer::sample_into, py::arg("out"),
-           "Like sample, but fill the given arrays (any subset of the fields, and 'indices') in "
-           "place; returns out.")
+      .def("sample", &PyBuffer::sample, py::arg("batch_size"), py::arg("beta") = py::none(),
+           "Draw batch_size transitions with replacement (uniformly, or by priority): a dict of "
+           "arrays per field, plus 'indices' (int64 keys) and, when prioritized, 'weights' "
+           "(float32 importance weights; beta overrides the buffer's for this call).")
+      .def("sample_into", &PyBuffer::sample_into, py::arg("out"), py::arg("beta") = py::none(),
+           "Like sample, but fill the given arrays (any subset of the fields, 'indices' and, "
+           "when prioritized, 'weights') in place; returns out.")
+      .def("update_priorities", &PyBuffer::update_priorities, py::arg("indices"),
+           py::arg("td_errors") = py::none(), py::kw_only(), py::arg("priorities") = py::none(),
+           "Set the priorities of sampled transitions by key: from TD errors, (|td| + eps)^alpha, "
+           "or from priorities=, (p + eps)^alpha. Keys of transitions overwritten since are "
+           "ignored; returns how many were applied. A key listed twice takes its last value.")
+      .def_property(
+          "beta", [](PyBuffer& b) { return b.buffer().beta(); },
+          [](PyBuffer& b, double beta) { b.buffer().set_beta(beta); },
+          "Importance-weight exponent used by sample; set it to anneal.")
+      .def_property_readonly(
+          "strategy",
+          [](PyBuffer& b) { return std::string(rb::strategy_name(b.buffer().strategy())); },
+          "'uniform', 'prioritized' or 'rank'.")
       .def(
           "columns",
           [](const py::object& self) { return self.cast<const PyBuffer&>().columns(self); },

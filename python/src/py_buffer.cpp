@@ -8,6 +8,45 @@ namespace replay_buffer::python {
 namespace {
 
 constexpr const char* kIndicesKey = "indices";
+constexpr const char* kWeightsKey = "weights";
+
+BufferOptions make_options(std::size_t capacity, std::uint64_t seed, const std::string& strategy,
+                           double alpha, double beta, double eps) {
+  const auto parsed = strategy_from_name(strategy);
+  if (!parsed) {
+    throw std::invalid_argument("strategy must be 'uniform', 'prioritized' or 'rank', got '" +
+                                strategy + "'");
+  }
+  return {.capacity = capacity,
+          .seed = seed,
+          .strategy = *parsed,
+          .alpha = alpha,
+          .beta = beta,
+          .eps = eps};
+}
+
+// A 1-d array of `dtype` from an array-like, with the same casting rules as add.
+py::array vector_of(py::handle value, const py::dtype& dtype, const char* name) {
+  py::array array = py::isinstance<py::array>(value) ? py::reinterpret_borrow<py::array>(value)
+                                                     : py::array::ensure(value);
+  if (!array) {
+    PyErr_Clear();
+    throw DTypeError(std::string(name) + ": cannot make an array of " + type_name(value));
+  }
+  if (array.ndim() != 1) {
+    const std::vector<py::ssize_t> given(array.shape(), array.shape() + array.ndim());
+    throw py::value_error(std::string(name) + " must be 1-dimensional, got shape " +
+                          shape_text(given));
+  }
+  if (!array.dtype().equal(dtype)) {
+    if (!same_kind_castable(array.dtype(), dtype)) {
+      throw DTypeError(std::string(name) + " must be " + std::string(py::str(dtype)) +
+                       "-compatible; cannot safely cast " + std::string(py::str(array.dtype())));
+    }
+    array = array.attr("astype")(dtype);
+  }
+  return py::array::ensure(array, py::array::c_style);
+}
 
 Schema make_schema(const std::vector<FieldDescription>& fields) {
   std::vector<Field> list;
@@ -27,10 +66,13 @@ constexpr std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
 }  // namespace
 
 PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity,
-                   std::uint64_t seed)
-    : buffer_(make_schema(fields), BufferOptions{capacity, seed}),
+                   std::uint64_t seed, const std::string& strategy, double alpha, double beta,
+                   double eps)
+    : buffer_(make_schema(fields), make_options(capacity, seed, strategy, alpha, beta, eps)),
       indices_dtype_(py::dtype::of<std::int64_t>()),
-      indices_name_(kIndicesKey) {
+      indices_name_(kIndicesKey),
+      weights_dtype_(py::dtype::of<float>()),
+      weights_name_(kWeightsKey) {
   const py::object np_dtype = py::module_::import("numpy").attr("dtype");
   for (const Field& field : buffer_.schema().fields()) {
     info_.push_back(
@@ -96,20 +138,23 @@ std::uint64_t PyBuffer::add_batch(const py::args& args, const py::kwargs& kwargs
   return buffer_.add_batch(columns, static_cast<std::size_t>(*rows));
 }
 
-py::dict PyBuffer::sample(py::ssize_t batch_size) {
+py::dict PyBuffer::sample(py::ssize_t batch_size, std::optional<double> beta) {
   if (batch_size <= 0) {
     throw py::value_error("batch_size must be at least 1; got " + std::to_string(batch_size));
   }
   const auto n = static_cast<std::size_t>(batch_size);
   // One block holds every field's rows and the keys, each part 64-byte aligned.
-  std::array<std::size_t, kMaxFields + 1> offsets{};
+  std::array<std::size_t, kMaxFields> offsets{};
   std::size_t total = 0;
   for (std::size_t i = 0; i < info_.size(); ++i) {
     offsets[i] = total;
     total += align64(n * info_[i].field->row_bytes());
   }
-  offsets[info_.size()] = total;
-  total += n * sizeof(std::uint64_t);
+  const bool prioritized = buffer_.strategy() != Strategy::kUniform;
+  const std::size_t keys_offset = total;
+  total += align64(n * sizeof(std::uint64_t));
+  const std::size_t weights_offset = total;
+  if (prioritized) total += n * sizeof(float);
   const py::array block = blocks_.acquire(total);
   auto* base = static_cast<std::byte*>(const_cast<void*>(block.data()));
 
@@ -122,11 +167,17 @@ py::dict PyBuffer::sample(py::ssize_t batch_size) {
     out[i] = {base + offsets[i], n * info_[i].field->row_bytes()};
     batch[info_[i].name] = py::array(info_[i].dtype, shape, out[i].data(), block);
   }
-  auto* keys = reinterpret_cast<std::uint64_t*>(base + offsets[info_.size()]);
+  auto* keys = reinterpret_cast<std::uint64_t*>(base + keys_offset);
   batch[indices_name_] = py::array(indices_dtype_, {batch_size}, keys, block);
+  std::span<float> weights;
+  if (prioritized) {
+    weights = {reinterpret_cast<float*>(base + weights_offset), n};
+    batch[weights_name_] = py::array(weights_dtype_, {batch_size}, weights.data(), block);
+  }
   {
     py::gil_scoped_release release;
-    buffer_.sample(n, std::span<const FieldOut>(out.data(), info_.size()), {keys, n});
+    buffer_.sample(n, std::span<const FieldOut>(out.data(), info_.size()), {keys, n}, weights,
+                   beta);
   }
   return batch;
 }
@@ -162,28 +213,35 @@ py::array PyBuffer::checked_output(py::handle value, const std::string& name,
   return array;
 }
 
-py::dict PyBuffer::sample_into(const py::dict& out) {
+py::dict PyBuffer::sample_into(const py::dict& out, std::optional<double> beta) {
   if (out.empty()) throw py::value_error("sample_into needs at least one output array");
+  const bool prioritized = buffer_.strategy() != Strategy::kUniform;
   std::array<FieldOut, kMaxFields> targets{};
   std::span<std::uint64_t> keys;
+  std::span<float> weights;
   std::optional<py::ssize_t> rows;
   for (const auto& [key, value] : out) {
     const std::string name = py::str(key);
     const bool is_indices = name == kIndicesKey;
+    const bool is_weights = prioritized && name == kWeightsKey;
     const std::optional<std::size_t> field = buffer_.schema().index_of(name);
-    if (!is_indices && !field) {
+    if (!is_indices && !is_weights && !field) {
       throw py::key_error("sample_into: no field named '" + name + "'; fields are " +
-                          buffer_.schema().field_names() + ", and '" + kIndicesKey + "'");
+                          buffer_.schema().field_names() + ", and '" + kIndicesKey + "'" +
+                          (prioritized ? std::string(", '") + kWeightsKey + "'" : ""));
     }
-    const py::dtype& dtype = is_indices ? indices_dtype_ : info_[*field].dtype;
+    const py::dtype& dtype =
+        is_indices ? indices_dtype_ : (is_weights ? weights_dtype_ : info_[*field].dtype);
     const std::span<const py::ssize_t> row_shape =
-        is_indices ? std::span<const py::ssize_t>()
-                   : std::span<const py::ssize_t>(info_[*field].shape);
+        field ? std::span<const py::ssize_t>(info_[*field].shape) : std::span<const py::ssize_t>();
     const py::array array = checked_output(value, name, dtype, row_shape, rows);
     if (!rows) rows = array.shape(0);
     auto* data = static_cast<std::byte*>(const_cast<void*>(array.data()));
+    const auto n = static_cast<std::size_t>(*rows);
     if (is_indices) {
-      keys = {reinterpret_cast<std::uint64_t*>(data), static_cast<std::size_t>(*rows)};
+      keys = {reinterpret_cast<std::uint64_t*>(data), n};
+    } else if (is_weights) {
+      weights = {reinterpret_cast<float*>(data), n};
     } else {
       targets[*field] = {data, static_cast<std::size_t>(array.nbytes())};
     }
@@ -192,9 +250,35 @@ py::dict PyBuffer::sample_into(const py::dict& out) {
   {
     py::gil_scoped_release release;
     buffer_.sample(static_cast<std::size_t>(*rows),
-                   std::span<const FieldOut>(targets.data(), info_.size()), keys);
+                   std::span<const FieldOut>(targets.data(), info_.size()), keys, weights, beta);
   }
   return out;
+}
+
+std::size_t PyBuffer::update_priorities(const py::handle& indices, const py::handle& td_errors,
+                                        const py::handle& priorities) {
+  if (td_errors.is_none() == priorities.is_none()) {
+    throw py::type_error("update_priorities takes td_errors or priorities=, exactly one");
+  }
+  const bool given_td = !td_errors.is_none();
+  const py::array keys = vector_of(indices, indices_dtype_, "indices");
+  const py::array values = vector_of(given_td ? td_errors : priorities, py::dtype::of<double>(),
+                                     given_td ? "td_errors" : "priorities");
+  const auto* key_data = static_cast<const std::int64_t*>(keys.data());
+  const auto count = static_cast<std::size_t>(keys.shape(0));
+  for (std::size_t i = 0; i < count; ++i) {
+    if (key_data[i] < 0) {
+      throw py::index_error("indices[" + std::to_string(i) + "] is " + std::to_string(key_data[i]) +
+                            "; keys are never negative");
+    }
+  }
+  const std::span<const std::uint64_t> key_span(reinterpret_cast<const std::uint64_t*>(key_data),
+                                                count);
+  const std::span<const double> value_span(static_cast<const double*>(values.data()),
+                                           static_cast<std::size_t>(values.shape(0)));
+  py::gil_scoped_release release;
+  return buffer_.update_priorities(key_span, value_span,
+                                   given_td ? PriorityKind::kTdError : PriorityKind::kPriority);
 }
 
 py::dict PyBuffer::columns(const py::object& owner) const {

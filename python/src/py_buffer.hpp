@@ -21,13 +21,16 @@ using FieldDescription = std::tuple<std::string, std::string, std::vector<std::s
 
 class PyBuffer {
  public:
-  // fields: (name, NumPy dtype name, shape) each.
-  PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed);
+  // fields: (name, NumPy dtype name, shape) each; strategy: "uniform", "prioritized" or "rank".
+  PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed,
+           const std::string& strategy, double alpha, double beta, double eps);
 
   std::uint64_t add(const py::args& args, const py::kwargs& kwargs);
   std::uint64_t add_batch(const py::args& args, const py::kwargs& kwargs);
-  py::dict sample(py::ssize_t batch_size);
-  py::dict sample_into(const py::dict& out);
+  py::dict sample(py::ssize_t batch_size, std::optional<double> beta);
+  py::dict sample_into(const py::dict& out, std::optional<double> beta);
+  std::size_t update_priorities(const py::handle& indices, const py::handle& td_errors,
+                                const py::handle& priorities);
   // Read-only views of the stored rows, in slot order; `owner` (the Python object wrapping this)
   // is kept alive by them.
   py::dict columns(const py::object& owner) const;
@@ -48,6 +51,8 @@ class PyBuffer {
   std::vector<FieldInfo> info_;
   py::dtype indices_dtype_;
   py::str indices_name_;
+  py::dtype weights_dtype_;
+  py::str weights_name_;
   SampleBlocks blocks_;
 };
 

@@ -217,8 +217,19 @@ def test_absurd_capacity_is_a_clear_error_not_an_oom_kill():
 
 
 def test_config_rejects_unknown_strategy():
-    with pytest.raises(ValueError, match="strategy must be one of 'uniform', got 'prioritized'"):
-        BufferConfig(capacity=10, strategy="prioritized")
+    with pytest.raises(
+        ValueError, match="strategy must be one of 'uniform', 'prioritized', 'rank', got 'per'"
+    ):
+        BufferConfig(capacity=10, strategy="per")
+
+
+@pytest.mark.parametrize("name", ["alpha", "beta", "eps"])
+@pytest.mark.parametrize(
+    "value, error", [(-0.1, ValueError), (float("nan"), ValueError), ("1", TypeError)]
+)
+def test_config_rejects_bad_exponents(name, value, error):
+    with pytest.raises(error, match=name):
+        BufferConfig(capacity=10, strategy="prioritized", **{name: value})
 
 
 @pytest.mark.parametrize(

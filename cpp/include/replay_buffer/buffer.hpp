@@ -92,8 +92,7 @@ class Buffer {
   // spans of different sizes, a NaN or infinite value or a negative priority, std::out_of_range
   // for a key never handed out, and std::logic_error on a uniform buffer. Thread-safe: one
   // priority lock acquisition per call.
-  std::size_t update_priorities(std::span<const std::uint64_t> keys,
-                                std::span<const double> values,
+  std::size_t update_priorities(std::span<const std::uint64_t> keys, std::span<const double> values,
                                 PriorityKind kind = PriorityKind::kTdError);
 
   // The importance-weight exponent used by sample when none is given. Thread-safe.

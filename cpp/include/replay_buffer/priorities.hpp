@@ -85,8 +85,8 @@ class PriorityIndex {
   std::size_t capacity_;
   PriorityControl* control_;
   SumTree tree_;
-  std::span<std::uint64_t> order_;          // rank only
-  std::optional<RankTable> rank_table_;     // rank only
+  std::span<std::uint64_t> order_;       // rank only
+  std::optional<RankTable> rank_table_;  // rank only
 };
 
 }  // namespace replay_buffer

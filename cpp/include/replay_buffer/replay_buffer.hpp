@@ -17,11 +17,15 @@
 
 namespace replay_buffer {
 
-enum class SamplingStrategy { kUniform };
+using SamplingStrategy = Strategy;
 
+// The specification's configuration; alpha, beta and eps matter to prioritized strategies only.
 struct BufferConfig {
   std::size_t capacity = 0;
   SamplingStrategy strategy = SamplingStrategy::kUniform;
+  float alpha = 0.6f;  // priority exponent
+  float beta = 0.4f;   // importance-weight exponent (Buffer::set_beta anneals it)
+  float eps = 1e-6f;
   std::uint64_t seed = 0;
 };
 
@@ -80,7 +84,12 @@ class ReplayBuffer {
       : buffer_(Schema({field_for<Observation>("observation"), field_for<Action>("action"),
                         field_for<float>("reward"), field_for<Observation>("next_observation"),
                         field_for<bool>("done")}),
-                BufferOptions{config.capacity, config.seed}) {}
+                BufferOptions{.capacity = config.capacity,
+                              .seed = config.seed,
+                              .strategy = config.strategy,
+                              .alpha = config.alpha,
+                              .beta = config.beta,
+                              .eps = config.eps}) {}
 
   // Thread-safe and lock-free (see Buffer::add).
   void add(const TransitionType& t) {
@@ -96,9 +105,12 @@ class ReplayBuffer {
     return sample(batch_size, {});
   }
 
-  // As sample(batch_size), also writing each transition's key into `indices` (size batch_size).
+  // As sample(batch_size), also writing each transition's key into `indices` (size batch_size)
+  // and, for prioritized buffers, its importance weight into `weights` (size batch_size, or
+  // empty).
   [[nodiscard]] std::vector<TransitionType> sample(std::size_t batch_size,
-                                                   std::span<std::uint64_t> indices) {
+                                                   std::span<std::uint64_t> indices,
+                                                   std::span<float> weights = {}) {
     if (!indices.empty() && indices.size() != batch_size) {
       throw std::invalid_argument("indices must hold batch_size keys");
     }
@@ -108,13 +120,30 @@ class ReplayBuffer {
                                       std::as_writable_bytes(std::span(columns.reward)),
                                       std::as_writable_bytes(std::span(columns.next_observation)),
                                       std::as_writable_bytes(std::span(columns.done))};
-    buffer_.sample(batch_size, out, indices);
+    buffer_.sample(batch_size, out, indices, weights);
     std::vector<TransitionType> batch(batch_size);
     for (std::size_t i = 0; i < batch_size; ++i) {
       batch[i] = TransitionType{columns.observation[i], columns.action[i], columns.reward[i],
                                 columns.next_observation[i], columns.done[i] != 0};
     }
     return batch;
+  }
+
+  // Sets the priorities (p + eps)^alpha of the transitions with these keys (indices from sample);
+  // keys of transitions overwritten since are ignored. Returns how many were applied. Throws
+  // (changing nothing) as Buffer::update_priorities. Thread-safe.
+  std::size_t update_priorities(const std::vector<std::size_t>& indices,
+                                const std::vector<float>& priorities) {
+    static_assert(sizeof(std::size_t) == sizeof(std::uint64_t));
+    const std::vector<double> values(priorities.begin(), priorities.end());
+    return update_priorities(
+        std::span(reinterpret_cast<const std::uint64_t*>(indices.data()), indices.size()), values,
+        PriorityKind::kPriority);
+  }
+  std::size_t update_priorities(std::span<const std::uint64_t> indices,
+                                std::span<const double> values,
+                                PriorityKind kind = PriorityKind::kPriority) {
+    return buffer_.update_priorities(indices, values, kind);
   }
 
   // Thread-safe.

@@ -10,9 +10,10 @@
 //   [min level h-1]...[min level 1][max level h-1]...[max level 1]
 //
 // The min levels mirror the sum levels with "smallest positive value below", where 0 means "no
-// positive priority below"; the max levels hold the largest value below. All-zero bytes are therefore a valid empty tree: fresh shared memory
-// needs no initialisation, and another process attaches by constructing a view on the same bytes.
-// The storage holds numbers only, no pointers. About 1.43 doubles per leaf (11.4 bytes).
+// positive priority below"; the max levels hold the largest value below. All-zero bytes are
+// therefore a valid empty tree: fresh shared memory needs no initialisation, and another process
+// attaches by constructing a view on the same bytes. The storage holds numbers only, no pointers.
+// About 1.43 doubles per leaf (11.4 bytes).
 //
 // Every parent is recomputed from its 8 children (never adjusted by a delta), with the same
 // function in set, set_batch and rebuild, so a parent is always exactly what rebuild() would
