@@ -42,6 +42,7 @@ void write_header(std::byte* base, const Schema& schema, const Layout& layout, s
   header->priority_control_offset = layout.priority_control_offset;
   header->tree_offset = layout.tree_offset;
   header->order_offset = layout.order_offset;
+  header->changed_offset = layout.changed_offset;
   header->alpha = options.alpha;
   header->eps = options.eps;
   header->strategy = static_cast<std::uint8_t>(options.strategy);
@@ -367,25 +368,32 @@ void Buffer::sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap,
                                 double beta) {
   // Scratch kept per thread: a prioritized batch needs its slots and probabilities at once.
   thread_local std::vector<std::size_t> slots;
-  thread_local std::vector<double> probabilities;
+  thread_local std::vector<double> ratios;  // P_i, then P_i / P_min
   slots.resize(batch);
-  probabilities.resize(batch);
-  PriorityIndex::Draw drawn{};
+  ratios.resize(batch);
+  // Each row's P_i / P_min, from the draw that chose it: a redraw sees the tree as it is then,
+  // so its ratio must not mix with the first draw's minimum.
+  const auto to_ratios = [](std::span<double> probabilities, PriorityIndex::Draw drawn) {
+    for (double& p : probabilities) p /= drawn.min_probability;
+  };
   {
     PriorityIndex::Locked locked(*priorities_);
-    drawn = locked.draw(snap.size, rng, slots, probabilities);
+    to_ratios(ratios, locked.draw(snap.size, rng, slots, ratios));
   }
   const auto redraw = [&](std::size_t row, const Snapshot& s) {
-    PriorityIndex::Locked locked(*priorities_);
     std::size_t slot = 0;
-    drawn = locked.draw(s.size, rng, std::span(&slot, 1), std::span(&probabilities[row], 1));
+    const std::span<double> ratio(&ratios[row], 1);
+    PriorityIndex::Locked locked(*priorities_);
+    to_ratios(ratio, locked.draw(s.size, rng, std::span(&slot, 1), ratio));
     return slot;
   };
   copy_rows(slots, 0, snap, plan, keys, redraw);
   if (weights.empty()) return;
-  // w_i = (N P_i)^-beta / max_j (N P_j)^-beta = (P_i / P_min)^-beta: N cancels.
+  // w_i = (N P_i)^-beta / max_j (N P_j)^-beta = (P_i / P_min)^-beta: N cancels. In float: the
+  // weights are float32 anyway, and powf is several times faster than pow.
+  const auto exponent = static_cast<float>(-beta);
   for (std::size_t i = 0; i < batch; ++i) {
-    weights[i] = static_cast<float>(std::pow(probabilities[i] / drawn.min_probability, -beta));
+    weights[i] = std::pow(static_cast<float>(ratios[i]), exponent);
   }
 }
 

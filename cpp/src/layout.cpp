@@ -52,7 +52,9 @@ Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy stra
   }
   if (strategy == Strategy::kRank) {
     layout.order_offset = end;
-    end = checked_add(end, checked_mul(capacity, sizeof(std::uint64_t), capacity), capacity);
+    end = checked_add(end, checked_mul(capacity, sizeof(RankEntry), capacity), capacity);
+    layout.changed_offset = end;
+    end = checked_add(end, capacity, capacity);
   }
   layout.total_bytes = end;
   return layout;

@@ -29,7 +29,8 @@ PriorityIndex::PriorityIndex(std::byte* region, const Layout& layout, std::size_
       tree_(std::span<std::byte>(region + layout.tree_offset, SumTree::bytes_for(capacity)),
             capacity) {
   if (strategy == Strategy::kRank) {
-    order_ = {reinterpret_cast<std::uint64_t*>(region + layout.order_offset), capacity};
+    order_ = {reinterpret_cast<RankEntry*>(region + layout.order_offset), capacity};
+    changed_ = {reinterpret_cast<std::uint8_t*>(region + layout.changed_offset), capacity};
     rank_table_.emplace(capacity, alpha);
   }
 }
@@ -59,14 +60,22 @@ PriorityIndex::Locked::Locked(PriorityIndex& index)
         index.control_->changes_since_sort = std::numeric_limits<std::uint64_t>::max() / 2;
       }) {}
 
+void PriorityIndex::Locked::mark_changed(std::size_t slot) noexcept {
+  if (!index_.changed_.empty()) index_.changed_[slot] = 1;
+}
+
 void PriorityIndex::Locked::insert(std::size_t first, std::size_t count) {
   SumTree& tree = index_.tree_;
   const double priority = new_priority(tree);
   if (count == 1) {
     tree.set(first, priority);
+    mark_changed(first);
   } else {
     std::vector<std::size_t> slots(count);
-    for (std::size_t i = 0; i < count; ++i) slots[i] = (first + i) % index_.capacity_;
+    for (std::size_t i = 0; i < count; ++i) {
+      slots[i] = (first + i) % index_.capacity_;
+      mark_changed(slots[i]);
+    }
     const std::vector<double> priorities(count, priority);
     tree.set_batch(slots, priorities);
   }
@@ -76,25 +85,42 @@ void PriorityIndex::Locked::insert(std::size_t first, std::size_t count) {
 void PriorityIndex::Locked::set(std::span<const std::size_t> slots,
                                 std::span<const double> stored) {
   index_.tree_.set_batch(slots, stored);
+  for (const std::size_t slot : slots) mark_changed(slot);
   index_.control_->changes_since_sort += slots.size();
 }
 
 void PriorityIndex::Locked::clear() {
   index_.tree_.reset();
+  std::fill(index_.changed_.begin(), index_.changed_.end(), std::uint8_t{0});
   index_.control_->sorted_count = 0;
   index_.control_->changes_since_sort = 0;
 }
 
 void PriorityIndex::Locked::sort_ranks(std::size_t size) {
-  std::vector<std::pair<double, std::uint64_t>> by_priority(size);
-  for (std::size_t slot = 0; slot < size; ++slot) {
-    by_priority[slot] = {index_.tree_.get(slot), slot};
+  const auto before = [](const RankEntry& a, const RankEntry& b) {
+    return a.priority > b.priority || (a.priority == b.priority && a.slot < b.slot);
+  };
+  const std::size_t sorted = std::min<std::size_t>(index_.control_->sorted_count, size);
+  std::span<std::uint8_t> changed = index_.changed_;
+  // The order's entries whose slot kept its priority stay sorted as they are.
+  std::vector<RankEntry> kept;
+  kept.reserve(sorted);
+  for (std::size_t r = 0; r < index_.control_->sorted_count; ++r) {
+    const RankEntry& entry = index_.order_[r];
+    if (entry.slot < size && changed[entry.slot] == 0) kept.push_back(entry);
   }
-  std::sort(by_priority.begin(), by_priority.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  for (std::size_t r = 0; r < size; ++r) index_.order_[r] = by_priority[r].second;
-  index_.control_->sorted_count = size;
+  // Slots set since the sort, and slots the order never held, are sorted on their own...
+  std::vector<RankEntry> fresh;
+  for (std::size_t slot = 0; slot < size; ++slot) {
+    if (changed[slot] != 0 || slot >= sorted) {
+      fresh.push_back({index_.tree_.get(slot), slot});
+      changed[slot] = 0;
+    }
+  }
+  std::sort(fresh.begin(), fresh.end(), before);
+  // ...and merged in.
+  std::merge(kept.begin(), kept.end(), fresh.begin(), fresh.end(), index_.order_.begin(), before);
+  index_.control_->sorted_count = kept.size() + fresh.size();
   index_.control_->changes_since_sort = 0;
 }
 
@@ -104,7 +130,7 @@ std::size_t PriorityIndex::Locked::rank_to_slot(std::size_t rank, std::size_t si
   const std::size_t sorted = std::min<std::size_t>(index_.control_->sorted_count, size);
   const std::size_t unsorted = size - sorted;
   if (rank < unsorted) return size - 1 - rank;
-  return static_cast<std::size_t>(index_.order_[rank - unsorted]);
+  return static_cast<std::size_t>(index_.order_[rank - unsorted].slot);
 }
 
 PriorityIndex::Draw PriorityIndex::Locked::draw(std::size_t size, Xoshiro256pp& rng,

@@ -2,7 +2,8 @@
 // means the same thing wherever it is mapped.
 //
 //   [RegionHeader][FieldRecord x field_count][Counters][seq words: u32 x capacity][column 0]...
-//   then, for prioritized strategies: [PriorityControl][sum tree][rank order: u64 x capacity]
+//   then, for prioritized strategies: [PriorityControl][sum tree]
+//   and for rank-based ones: [rank order: RankEntry x capacity][changed flags: u8 x capacity]
 //
 // Every part starts on a 64-byte boundary (a cache line; also what SIMD loads like).
 #pragma once
@@ -49,6 +50,7 @@ struct alignas(kAlignment) RegionHeader {
   std::uint64_t priority_control_offset;  // 0 for uniform buffers
   std::uint64_t tree_offset;              // 0 for uniform buffers
   std::uint64_t order_offset;             // 0 unless rank-based
+  std::uint64_t changed_offset;           // 0 unless rank-based
   double alpha;
   double eps;
   std::uint8_t strategy;
@@ -70,6 +72,12 @@ struct PriorityControl {
   std::uint64_t changes_since_sort;  // priorities set since then
 };
 
+// One place of the rank order: a slot and the priority it was sorted by.
+struct RankEntry {
+  double priority;
+  std::uint64_t slot;
+};
+
 static_assert(std::is_trivially_copyable_v<RegionHeader>);
 static_assert(std::is_trivially_copyable_v<FieldRecord>);
 static_assert(std::is_trivially_copyable_v<Counters>);
@@ -85,6 +93,7 @@ struct Layout {
   std::size_t priority_control_offset = 0;
   std::size_t tree_offset = 0;
   std::size_t order_offset = 0;
+  std::size_t changed_offset = 0;
   std::size_t total_bytes = 0;
 
   // Throws CapacityError when capacity is 0 or the total size overflows.
