@@ -302,17 +302,25 @@ def run(workloads: list[Workload], calls: int, out: Callable[[str], None] = prin
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``replay-buffer bench``."""
     parser = argparse.ArgumentParser(prog="replay-buffer bench", description=__doc__)
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "prioritized", "all"], default="all")
     parser.add_argument("--calls", type=int, default=20_000, help="timed calls per operation")
     parser.add_argument(
         "--quick", action="store_true", help="small capacities and few calls: a smoke run"
     )
     args = parser.parse_args(argv)
-    chosen = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
+    from replay_buffer import bench_prioritized
+
+    chosen = [w for name, w in WORKLOADS.items() if args.workload in (name, "all")]
+    prioritized = WORKLOADS["cartpole"] if args.workload in ("prioritized", "all") else None
     if args.quick:
         chosen = [Workload(w.name, w.obs_shape, w.obs_dtype, 2_000, w.add_batch) for w in chosen]
+        if prioritized:
+            prioritized = Workload(prioritized.name, (4,), np.float32, 2_048, 256)
         args.calls = min(args.calls, 500)
-    run(chosen, args.calls)
+    if chosen:
+        run(chosen, args.calls)
+    if prioritized:
+        bench_prioritized.run(prioritized, args.calls)
 
 
 if __name__ == "__main__":
