@@ -1,6 +1,7 @@
-"""Prioritized replay side by side: one learning step is a sample of 32 and an update of their
-priorities. replay_buffer (proportional and rank) against cpprb's and TorchRL's
-PrioritizedReplayBuffer, each skipped when not installed.
+"""Prioritized replay side by side: a sample of 32 and the update of their priorities.
+
+replay_buffer (proportional and rank) against cpprb's and TorchRL's PrioritizedReplayBuffer, each
+skipped when not installed.
 """
 
 from __future__ import annotations
