@@ -104,7 +104,8 @@ class TorchRL:
 
     def update(self, sampled: Any, td: np.ndarray) -> None:  # noqa: D102
         _, info = sampled
-        self.buffer.update_priority(info["index"], self.torch.from_numpy(np.abs(td)))
+        priority = self.torch.from_numpy(np.abs(td).astype(np.float32))
+        self.buffer.update_priority(info["index"], priority)
 
 
 CANDIDATES: list[Callable[[Workload], PrioritizedCandidate]] = [
