@@ -149,6 +149,67 @@ TEST(Rank, SampledFrequenciesMatchRankProbabilities) {
   EXPECT_TRUE(testing::fits_distribution(counts(buffer, kN, 300'000), p));
 }
 
+// Expected rank-based probabilities for priorities `td`: ranks by |td| descending, ties by key.
+std::vector<double> rank_probabilities(const std::vector<double>& td, double alpha) {
+  std::vector<std::size_t> order(td.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::fabs(td[a]) > std::fabs(td[b]);
+  });
+  std::vector<double> p(td.size());
+  double total = 0.0;
+  for (std::size_t r = 0; r < order.size(); ++r) {
+    p[order[r]] = std::pow(static_cast<double>(r + 1), -alpha);
+    total += p[order[r]];
+  }
+  for (double& x : p) x /= total;
+  return p;
+}
+
+class RankDistribution : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RankDistribution, SampledFrequenciesMatchRanksWithTies) {
+  constexpr std::size_t kN = 400;
+  Buffer buffer = make(Strategy::kRank, kN, /*alpha=*/0.7, /*eps=*/0.0);
+  fill(buffer, 0, kN);
+  std::vector<std::uint64_t> keys(kN);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::vector<double> td = td_errors(GetParam(), kN);
+  update(buffer, keys, td);
+  EXPECT_TRUE(testing::fits_distribution(counts(buffer, kN, 300'000), rank_probabilities(td, 0.7)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, RankDistribution,
+                         ::testing::Values("uniform", "linear", "pareto", "many_zeros"));
+
+TEST(Rank, MillionSlotsFollowRanks) {
+  constexpr std::size_t kN = 1'000'000;
+  constexpr double kAlpha = 0.5;
+  Buffer buffer = make(Strategy::kRank, kN, kAlpha);
+  fill(buffer, 0, kN);
+  // Key i gets priority kN - i: its rank is i. Counted in ten classes of ranks [c*10^5, ...).
+  std::vector<std::uint64_t> keys(kN);
+  std::vector<double> td(kN);
+  for (std::size_t i = 0; i < kN; ++i) {
+    keys[i] = i;
+    td[i] = static_cast<double>(kN - i);
+  }
+  update(buffer, keys, td);
+  std::vector<std::uint64_t> per_class(10);
+  for (int call = 0; call < 400; ++call) {
+    for (const std::uint64_t key : sample(buffer, 256).keys) ++per_class[key / 100'000];
+  }
+  std::vector<double> p(10, 0.0);
+  double total = 0.0;
+  for (std::size_t i = 0; i < kN; ++i) {
+    const double w = std::pow(static_cast<double>(i + 1), -kAlpha);
+    p[i / 100'000] += w;
+    total += w;
+  }
+  for (double& x : p) x /= total;
+  EXPECT_TRUE(testing::fits_distribution(per_class, p));
+}
+
 TEST(Rank, NewTransitionsRankFirstUntilTheNextSort) {
   Buffer buffer = make(Strategy::kRank, 1000, /*alpha=*/2.0);
   fill(buffer, 0, 500);
