@@ -4,11 +4,15 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 
 #include "replay_buffer/errors.hpp"
 #include "replay_buffer/random.hpp"
@@ -25,42 +29,14 @@ struct Buffer::Snapshot {
   std::size_t partial;
 };
 
-namespace {
+// How long a writer has waited on one holder of a slot.
+struct Buffer::HolderWatch {
+  sync::SeqWord held = 0;
+  unsigned polls = 0;
+  std::chrono::steady_clock::time_point next_probe{};
+};
 
-void write_header(std::byte* base, const Schema& schema, const Layout& layout, std::size_t capacity,
-                  const BufferOptions& options) {
-  auto* header = new (base) RegionHeader{};
-  header->magic = kRegionMagic;
-  header->layout_version = kLayoutVersion;
-  header->field_count = static_cast<std::uint32_t>(schema.size());
-  header->total_bytes = layout.total_bytes;
-  header->capacity = capacity;
-  header->fields_offset = layout.fields_offset;
-  header->counters_offset = layout.counters_offset;
-  header->seq_offset = layout.seq_offset;
-  header->seed = options.seed;
-  header->priority_control_offset = layout.priority_control_offset;
-  header->tree_offset = layout.tree_offset;
-  header->order_offset = layout.order_offset;
-  header->changed_offset = layout.changed_offset;
-  header->alpha = options.alpha;
-  header->eps = options.eps;
-  header->strategy = static_cast<std::uint8_t>(options.strategy);
-  auto* records = reinterpret_cast<FieldRecord*>(base + layout.fields_offset);
-  for (std::size_t i = 0; i < schema.size(); ++i) {
-    const Field& field = schema[i];
-    FieldRecord& record = *new (&records[i]) FieldRecord{};
-    std::memcpy(record.name, field.name.data(), field.name.size());
-    record.dtype = static_cast<std::uint8_t>(field.dtype);
-    record.ndim = static_cast<std::uint8_t>(field.shape.size());
-    std::copy(field.shape.begin(), field.shape.end(), record.dims);
-    record.column_offset = layout.column_offsets[i];
-    record.row_bytes = field.row_bytes();
-  }
-  new (base + layout.counters_offset) Counters{};
-  if (options.strategy != Strategy::kUniform)
-    new (base + layout.priority_control_offset) PriorityControl{};
-}
+namespace {
 
 void check_exponent(const char* name, double value) {
   if (!std::isfinite(value) || value < 0.0) {
@@ -88,26 +64,109 @@ const BufferOptions& checked(const BufferOptions& options) {
 }  // namespace
 
 Buffer::Buffer(Schema schema, BufferOptions options)
+    : Buffer(std::move(schema), options, std::nullopt) {}
+
+Buffer::Buffer(Schema schema, BufferOptions options, const SharedMemory& shared)
+    : Buffer(std::move(schema), options, std::optional<SharedMemory>(shared)) {}
+
+Buffer::Buffer(Schema schema, BufferOptions options, std::optional<SharedMemory> shared)
     : schema_(std::move(schema)),
       capacity_(checked(options).capacity),
       strategy_(options.strategy),
-      layout_(Layout::compute(schema_, capacity_, strategy_)),
-      region_(Region::allocate_private(layout_.total_bytes)) {
+      layout_(Layout::compute(schema_, capacity_, strategy_, shared ? kMaxWriterSlots : 0)),
+      region_(shared ? Region::create_shared(shared->name, layout_.total_bytes, shared->mode)
+                     : Region::allocate_private(layout_.total_bytes)),
+      writer_(std::nullopt) {
+  // A failure from here on destroys region_, which removes a shared name it created.
+  write_region_header(region_.bytes(), schema_, layout_, capacity_, strategy_, options.seed,
+                      options.alpha, options.eps);
+  bind_region(options.alpha, options.eps);
+  std::fill_n(seq_, capacity_, sync::kUnwritten);
+  set_beta(options.beta);
+  if (priorities_) priorities_->init_region();
+  // Last: a process that attaches and reads the magic sees everything above.
+  publish_region_header(region_.bytes());
+  if (shared && shared->keep) region_.keep_name();
+}
+
+Buffer::Buffer(Region region, RegionDescription description)
+    : schema_(std::move(description.schema)),
+      capacity_(description.capacity),
+      strategy_(description.strategy),
+      layout_(std::move(description.layout)),
+      region_(std::move(region)),
+      writer_(std::nullopt) {
+  bind_region(description.alpha, description.eps);
+}
+
+void Buffer::bind_region(double alpha, double eps) {
   std::byte* base = region_.data();
-  write_header(base, schema_, layout_, capacity_, options);
   header_ = reinterpret_cast<RegionHeader*>(base);
   counters_ = reinterpret_cast<Counters*>(base + layout_.counters_offset);
   seq_ = reinterpret_cast<sync::SeqWord*>(base + layout_.seq_offset);
-  std::fill_n(seq_, capacity_, sync::kUnwritten);
   for (std::size_t i = 0; i < schema_.size(); ++i) {
     columns_.push_back(base + layout_.column_offsets[i]);
     row_bytes_.push_back(schema_[i].row_bytes());
   }
-  set_beta(options.beta);
   if (strategy_ != Strategy::kUniform) {
-    priorities_.emplace(base, layout_, capacity_, strategy_, options.alpha, options.eps);
-    priorities_->init_region();
+    priorities_.emplace(base, layout_, capacity_, strategy_, alpha, eps);
   }
+  if (layout_.writer_slots != 0) {
+    writer_ = WriterClaim(WriterRegistry(std::span<WriterEntry>(
+        reinterpret_cast<WriterEntry*>(base + layout_.writers_offset), layout_.writer_slots)));
+  }
+}
+
+Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  auto pause = std::chrono::microseconds(100);
+  for (;;) {
+    // Mapped afresh each time: a creator that is still at work may not have sized it yet.
+    Region region = Region::attach_shared(name);
+    if (region_magic(region.bytes()) != 0 || std::chrono::steady_clock::now() >= deadline) {
+      RegionDescription description = read_region_header(region.bytes(), name);
+      return Buffer(std::move(region), std::move(description));
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(10));
+  }
+}
+
+SharedBufferInfo Buffer::inspect(std::string_view name) {
+  const Region region = Region::attach_shared(name, Region::Access::kReadOnly);
+  RegionDescription description = read_region_header(region.bytes(), name);
+  const std::byte* base = region.data();
+  auto& counters = *reinterpret_cast<Counters*>(const_cast<std::byte*>(base) +
+                                                description.layout.counters_offset);
+  const std::uint64_t next = sync::counter_ref(counters.next_key).load(std::memory_order_acquire);
+  const std::uint64_t first = sync::counter_ref(counters.base_key).load(std::memory_order_acquire);
+  const double beta =
+      std::bit_cast<double>(sync::counter_ref(counters.beta_bits).load(std::memory_order_relaxed));
+  const process::Liveness creator =
+      process::liveness({.pid = static_cast<std::int64_t>(description.creator_pid),
+                         .start_time = description.creator_start_time,
+                         .pid_namespace = description.creator_pid_namespace});
+  WriterRegistry::Census writers;
+  if (description.layout.writer_slots != 0) {
+    auto* entries = reinterpret_cast<WriterEntry*>(const_cast<std::byte*>(base) +
+                                                   description.layout.writers_offset);
+    writers =
+        WriterRegistry(std::span<WriterEntry>(entries, description.layout.writer_slots)).census();
+  }
+  const std::size_t capacity = description.capacity;
+  return SharedBufferInfo{
+      .name = std::string(name),
+      .bytes = region.size(),
+      .mode = region.mode(),
+      .owner_uid = region.owner_uid(),
+      .description = std::move(description),
+      .beta = beta,
+      .next_key = next,
+      .size = static_cast<std::size_t>(
+          std::min<std::uint64_t>(next >= first ? next - first : 0, capacity)),
+      .creator = creator,
+      .writers = writers,
+  };
 }
 
 double Buffer::beta() const noexcept {
@@ -157,19 +216,52 @@ void Buffer::check_inputs(std::span<const FieldBytes> columns, std::size_t rows)
   }
 }
 
-bool Buffer::begin_write(std::size_t slot, std::uint64_t lap) noexcept {
+bool Buffer::holder_died(sync::SeqWord held, HolderWatch& watch) noexcept {
+  WriterRegistry* registry = writer_.registry();
+  if (registry == nullptr) return false;  // private: every writer is a thread of this process
+  if (held == sync::kAbandoned) return true;
+  if (held != watch.held) {
+    watch = HolderWatch{held, 0, {}};
+  }
+  // A live writer releases a slot within a few spins: only then is the registry consulted, and
+  // the OS only after a millisecond (and every millisecond after that).
+  if (++watch.polls < sync::Backoff::kSpins) return false;
+  const sync::WriterId holder = sync::writer_of(held);
+  if (registry->known_dead(holder)) return true;
+  const auto now = std::chrono::steady_clock::now();
+  if (watch.polls == sync::Backoff::kSpins) {
+    watch.next_probe = now + std::chrono::milliseconds(1);
+    return false;
+  }
+  if (now < watch.next_probe) return false;
+  watch.next_probe = now + std::chrono::milliseconds(1);
+  return registry->liveness(holder) == process::Liveness::kDead;
+}
+
+bool Buffer::begin_write(std::size_t slot, std::uint64_t lap, sync::SeqWord mine) noexcept {
   auto word = sync::seq_ref(seq_[slot]);
   sync::SeqWord current = word.load(std::memory_order_relaxed);
   sync::Backoff backoff;
+  HolderWatch watch;
   for (;;) {
     if (sync::is_writing(current)) {
-      // Another writer is on this slot: one that claimed its key a whole lap before or after us.
+      // Another writer holds this slot: one that claimed its key a whole lap before or after us
+      // (wait for it), or, in a shared buffer, one whose process died mid-copy. Then its row was
+      // never published and never will be: take the slot over, whatever lap it was writing.
+      if (holder_died(current, watch)) {
+        if (word.compare_exchange_strong(current, mine, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+          std::atomic_thread_fence(std::memory_order_release);
+          return true;
+        }
+        continue;  // someone else took it over first; `current` is what they wrote
+      }
       backoff.wait();
       current = word.load(std::memory_order_relaxed);
       continue;
     }
     if (sync::laps_behind(current, lap) <= 0) return false;
-    if (word.compare_exchange_weak(current, sync::writing(lap), std::memory_order_acquire,
+    if (word.compare_exchange_weak(current, mine, std::memory_order_acquire,
                                    std::memory_order_relaxed)) {
       // The odd word must be visible before any byte of the row changes.
       std::atomic_thread_fence(std::memory_order_release);
@@ -193,18 +285,17 @@ void Buffer::write_rows(std::span<const FieldBytes> columns, std::size_t first_r
 
 std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   check_inputs(row, 1);
+  const sync::SeqWord mine = writer_.word();
   Counters& c = *counters_;
   const std::uint64_t key = sync::counter_ref(c.next_key).fetch_add(1, std::memory_order_acq_rel);
   const std::uint64_t since_clear =
       key - sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
   const std::uint64_t lap = since_clear / capacity_;
   const std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
-  if (begin_write(slot, lap)) {
+  if (begin_write(slot, lap, mine)) {
+    insert_priorities(slot, 1);
     write_rows(row, 0, slot, 1);
     end_write(slot, lap);
-    // After publishing, so an update_priorities for the slot's previous occupant that takes the
-    // lock later sees the new lap and is ignored.
-    insert_priorities(slot, 1);
   }
   return key;
 }
@@ -212,6 +303,7 @@ std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
 std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t count) {
   if (count == 0) throw std::invalid_argument("add_batch needs at least one row, got 0");
   check_inputs(columns, count);
+  const sync::SeqWord mine = writer_.word();
   Counters& c = *counters_;
   const std::uint64_t first_key =
       sync::counter_ref(c.next_key).fetch_add(count, std::memory_order_acq_rel);
@@ -221,16 +313,17 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
   std::uint64_t since_clear = first_key - base + skipped;
   std::uint64_t lap = since_clear / capacity_;
   std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
-  const std::size_t first_slot = slot;
   std::size_t row = skipped;
   // Copy runs of consecutive slots with one memcpy per field; a run ends at the ring's end or at a
-  // slot a newer lap already holds (possible only when another writer is a whole lap ahead).
+  // slot a newer lap already holds (possible only when another writer is a whole lap ahead, who
+  // gives that slot its priority). Slots are claimed in ascending order within a run and a run is
+  // published before the next is claimed, so writers waiting on each other never wait in a cycle.
   while (row < count) {
     const std::size_t run_start = row;
     const std::size_t run_slot = slot;
     bool stale = false;
     while (row < count && slot < capacity_) {
-      if (!begin_write(slot, lap)) {
+      if (!begin_write(slot, lap, mine)) {
         stale = true;
         break;
       }
@@ -238,6 +331,7 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
       ++slot;
     }
     const std::size_t run_length = row - run_start;
+    insert_priorities(run_slot, run_length);
     write_rows(columns, run_start, run_slot, run_length);
     for (std::size_t i = 0; i < run_length; ++i) end_write(run_slot + i, lap);
     if (stale) {
@@ -249,9 +343,6 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
       ++lap;
     }
   }
-  // A stale slot gets the new-transition priority too: the writer a lap ahead that holds it gave
-  // it the same.
-  insert_priorities(first_slot, count - skipped);
   return first_key;
 }
 
@@ -298,9 +389,66 @@ bool Buffer::try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan, std
   return true;
 }
 
+// Failed reads of one row after which a sampler looks for slots that dead writers abandoned. Live
+// writers make a reader fail a handful of times at most, and only in tiny rings.
+constexpr std::size_t kFailuresBeforeReclaim = 1024;
+
+void Buffer::reclaim_abandoned(const Snapshot& snap) {
+  WriterRegistry* registry = writer_.registry();
+  std::size_t readable = 0;
+  std::size_t live = 0;
+  std::vector<std::size_t> retired;
+  // Writers asked about in this pass: one question to the OS per writer, not per slot.
+  std::vector<std::pair<sync::WriterId, bool>> dead;
+  for (std::size_t slot = 0; slot < snap.size; ++slot) {
+    auto word = sync::seq_ref(seq_[slot]);
+    sync::SeqWord held = word.load(std::memory_order_acquire);
+    if (!sync::is_writing(held)) {
+      const std::uint64_t expected_lap = slot < snap.partial ? snap.full_laps : snap.full_laps - 1;
+      if (static_cast<std::int64_t>(expected_lap) >= sync::laps_behind(held, expected_lap)) {
+        ++readable;
+      }
+      continue;
+    }
+    if (held == sync::kAbandoned) continue;
+    if (registry == nullptr) {
+      ++live;
+      continue;
+    }
+    const sync::WriterId holder = sync::writer_of(held);
+    auto known = std::find_if(dead.begin(), dead.end(),
+                              [holder](const auto& entry) { return entry.first == holder; });
+    if (known == dead.end()) {
+      const bool is_dead =
+          registry->known_dead(holder) || registry->liveness(holder) == process::Liveness::kDead;
+      known = dead.insert(dead.end(), {holder, is_dead});
+    }
+    if (!known->second) {
+      ++live;
+    } else if (word.compare_exchange_strong(held, sync::kAbandoned, std::memory_order_acq_rel)) {
+      retired.push_back(slot);
+    }
+  }
+  if (priorities_ && !retired.empty()) {
+    PriorityIndex::Locked locked(*priorities_);
+    for (const std::size_t slot : retired) {
+      // Under the lock: a writer that takes the slot over sets its priority under the lock too,
+      // after its claim, so a slot no longer marked abandoned keeps the priority it was given.
+      if (sync::seq_ref(seq_[slot]).load(std::memory_order_acquire) == sync::kAbandoned) {
+        locked.retire(slot);
+      }
+    }
+  }
+  if (readable == 0 && live == 0) {
+    throw EmptyBufferError(
+        "no transition can be read: every slot added so far was left half-written by a writer "
+        "process that died (the next add to each slot reclaims it)");
+  }
+}
+
 template <typename Redraw>
 void Buffer::copy_rows(std::span<const std::size_t> slots, std::size_t first_row, Snapshot& snap,
-                       CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw) const {
+                       CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw) {
   // Prefetch a chunk of rows before copying any: the copies then wait on many cache misses at
   // once instead of one after another.
   constexpr std::size_t kChunk = 16;
@@ -312,12 +460,13 @@ void Buffer::copy_rows(std::span<const std::size_t> slots, std::size_t first_row
       std::size_t slot = slots[j];
       std::uint64_t key = 0;
       sync::Backoff backoff;
-      // A slot mid-write or emptied by a clear: draw another. Only concurrent writers or a clear
-      // make this loop run more than once.
-      while (!try_read(slot, snap, plan, row, key)) {
+      // A slot mid-write or emptied by a clear: draw another. Only concurrent writers, a clear, or
+      // slots that writers which died left mid-write make this loop run more than once.
+      for (std::size_t failures = 1; !try_read(slot, snap, plan, row, key); ++failures) {
         backoff.wait();
         snap = snapshot();
         if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
+        if (failures % kFailuresBeforeReclaim == 0) reclaim_abandoned(snap);
         slot = redraw(row, snap);
       }
       if (!keys.empty()) keys[row] = key;
@@ -436,6 +585,102 @@ std::size_t Buffer::update_priorities(std::span<const std::uint64_t> keys,
   }
   locked.set(slots, std::span(stored).first(live));
   return live;
+}
+
+void Buffer::priorities(std::span<const std::uint64_t> keys, std::span<double> out) {
+  if (!priorities_) {
+    throw std::logic_error("priorities needs a prioritized buffer (strategy '" +
+                           std::string(strategy_name(strategy_)) + "')");
+  }
+  if (keys.size() != out.size()) {
+    throw std::invalid_argument("got " + std::to_string(keys.size()) + " indices and room for " +
+                                std::to_string(out.size()) + " priorities");
+  }
+  const std::uint64_t issued = next_key();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] >= issued) {
+      throw std::out_of_range("indices[" + std::to_string(i) + "] is " + std::to_string(keys[i]) +
+                              ", a key never handed out (the next add gets " +
+                              std::to_string(issued) + ")");
+    }
+  }
+  PriorityIndex::Locked locked(*priorities_);
+  const std::uint64_t base = sync::counter_ref(counters_->base_key).load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    out[i] = std::numeric_limits<double>::quiet_NaN();
+    if (keys[i] < base) continue;
+    const std::uint64_t since_clear = keys[i] - base;
+    const std::size_t slot = static_cast<std::size_t>(since_clear % capacity_);
+    const sync::SeqWord word = sync::seq_ref(seq_[slot]).load(std::memory_order_acquire);
+    if (word == sync::published(since_clear / capacity_)) out[i] = locked.get(slot);
+  }
+}
+
+ConsistencyReport Buffer::check_consistency() {
+  const std::string who =
+      shared_name().empty() ? std::string("buffer") : "shared buffer '" + shared_name() + "'";
+  const auto fail = [&who](const std::string& what) {
+    return InvalidRegionError(who + " is inconsistent: " + what);
+  };
+  ConsistencyReport report;
+  WriterRegistry* registry = writer_.registry();
+  if (registry != nullptr) {
+    if (const std::string problem = registry->check(); !problem.empty()) throw fail(problem);
+  }
+  const std::uint64_t base = sync::counter_ref(counters_->base_key).load(std::memory_order_acquire);
+  std::vector<sync::SeqWord> words(capacity_);
+  for (std::size_t slot = 0; slot < capacity_; ++slot) {
+    words[slot] = sync::seq_ref(seq_[slot]).load(std::memory_order_acquire);
+  }
+  // Read after the words: every lap they hold was claimed before this load, so none may be newer.
+  const std::uint64_t next = next_key();
+  if (next < base) {
+    throw fail("the key counter (" + std::to_string(next) + ") is behind the key at the last " +
+               "clear (" + std::to_string(base) + ")");
+  }
+  const std::uint64_t since_clear = next - base;
+  for (std::size_t slot = 0; slot < capacity_; ++slot) {
+    const sync::SeqWord word = words[slot];
+    const std::string where = "slot " + std::to_string(slot) + ": ";
+    if (word == sync::kUnwritten) {
+      ++report.unwritten;
+    } else if (!sync::is_writing(word)) {
+      // The newest lap claimed for this slot so far.
+      const std::uint64_t claims = since_clear / capacity_ + (slot < since_clear % capacity_);
+      if (claims == 0 || sync::laps_behind(word, claims - 1) < 0) {
+        throw fail(where + "holds lap " + std::to_string(word >> 1) + ", but only " +
+                   std::to_string(claims) + " laps were claimed");
+      }
+      ++report.readable;
+    } else if (word == sync::kAbandoned) {
+      ++report.abandoned;
+    } else if (registry == nullptr) {
+      if (sync::writer_of(word) != sync::kPrivateWriter) {
+        throw fail(where + "marked by writer " + std::to_string(sync::writer_of(word)) +
+                   " in a private buffer");
+      }
+      ++report.being_written;
+    } else {
+      const sync::WriterId holder = sync::writer_of(word);
+      if (WriterRegistry::index_of(holder) >= layout_.writer_slots ||
+          WriterRegistry::incarnation_of(holder) == 0 ||
+          WriterRegistry::incarnation_of(holder) > WriterRegistry::kMaxIncarnation) {
+        throw fail(where + "marked by writer " + std::to_string(holder) +
+                   ", which no registry entry can name");
+      }
+      if (registry->known_dead(holder) || registry->liveness(holder) == process::Liveness::kDead) {
+        ++report.abandoned;
+      } else {
+        ++report.being_written;
+      }
+    }
+  }
+  if (priorities_) {
+    PriorityIndex::Locked locked(*priorities_);
+    report.repaired = locked.repaired();
+    if (const std::string problem = locked.check(); !problem.empty()) throw fail(problem);
+  }
+  return report;
 }
 
 void Buffer::clear() {

@@ -52,9 +52,10 @@ double PriorityIndex::stored_priority(double value, PriorityKind kind, std::size
 }
 
 PriorityIndex::Locked::Locked(PriorityIndex& index)
-    : index_(index), lock_(index.control_->lock, [&index] {
+    : index_(index), lock_(index.control_->lock, [this, &index] {
         // The previous holder died mid-change: sums may disagree with the priorities, and the
         // rank order may be half written. Both are rebuilt from the priorities themselves.
+        repaired_ = true;
         index.tree_.rebuild();
         index.control_->sorted_count = 0;
         index.control_->changes_since_sort = std::numeric_limits<std::uint64_t>::max() / 2;
@@ -87,6 +88,42 @@ void PriorityIndex::Locked::set(std::span<const std::size_t> slots,
   index_.tree_.set_batch(slots, stored);
   for (const std::size_t slot : slots) mark_changed(slot);
   index_.control_->changes_since_sort += slots.size();
+}
+
+void PriorityIndex::Locked::retire(std::size_t slot) {
+  index_.tree_.set(slot, 0.0);
+  mark_changed(slot);
+  index_.control_->changes_since_sort += 1;
+}
+
+std::string PriorityIndex::Locked::check() const {
+  std::string problem = index_.tree_.check();
+  if (!problem.empty()) return "sum tree: " + problem;
+  if (index_.strategy_ != Strategy::kRank) return {};
+  const PriorityControl& control = *index_.control_;
+  if (control.sorted_count > index_.capacity_) {
+    return "rank order: " + std::to_string(control.sorted_count) + " sorted slots in a buffer of " +
+           std::to_string(index_.capacity_);
+  }
+  std::vector<bool> seen(index_.capacity_);
+  for (std::size_t r = 0; r < control.sorted_count; ++r) {
+    const std::uint64_t slot = index_.order_[r].slot;
+    if (slot >= index_.capacity_ || seen[slot]) {
+      return "rank order: place " + std::to_string(r) + " holds slot " + std::to_string(slot) +
+             (slot < index_.capacity_ ? " twice" : ", out of range");
+    }
+    seen[slot] = true;
+    if (r > 0 && index_.order_[r - 1].priority < index_.order_[r].priority) {
+      return "rank order: place " + std::to_string(r) + " is out of order";
+    }
+  }
+  for (std::size_t slot = 0; slot < index_.changed_.size(); ++slot) {
+    if (index_.changed_[slot] > 1) {
+      return "rank flags: slot " + std::to_string(slot) + " has flag " +
+             std::to_string(index_.changed_[slot]);
+    }
+  }
+  return {};
 }
 
 void PriorityIndex::Locked::clear() {

@@ -1,16 +1,79 @@
 #include "replay_buffer/region.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <dirent.h>
+#include <sys/statvfs.h>
+#endif
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "replay_buffer/errors.hpp"
+#include "replay_buffer/process.hpp"
 
 namespace replay_buffer {
+namespace {
+
+std::string posix_name(std::string_view name) {
+  validate_shared_name(name);
+  std::string path(1, '/');
+  path.append(name);
+  return path;
+}
+
+[[noreturn]] void throw_open_error(int err, std::string_view name, const char* doing) {
+  const std::string quoted = "'" + std::string(name) + "'";
+  switch (err) {
+    case EEXIST:
+      throw SharedMemoryError(err, std::string(name),
+                              "a shared buffer named " + quoted +
+                                  " already exists (attach to it, "
+                                  "or remove it with `replay-buffer shm rm " +
+                                  std::string(name) + "`)");
+    case ENOENT:
+      throw SharedMemoryError(err, std::string(name), "no shared buffer named " + quoted);
+    case EACCES:
+    case EPERM:
+      throw SharedMemoryError(err, std::string(name),
+                              "permission denied: cannot " + std::string(doing) +
+                                  " shared buffer " + quoted +
+                                  " (its creator chose who may: shm_mode)");
+    default:
+      throw SharedMemoryError(
+          err, std::string(name),
+          "cannot " + std::string(doing) + " shared buffer " + quoted + ": " + std::strerror(err));
+  }
+}
+
+void check_fits(std::size_t bytes, const char* what) {
+  if (bytes == 0) throw CapacityError("cannot map an empty region");
+  const std::size_t physical = physical_memory_bytes();
+  if (physical != 0 && bytes > physical) {
+    throw CapacityError(std::string(what) + " needs " + std::to_string(bytes) +
+                        " bytes but this machine has " + std::to_string(physical) +
+                        " bytes of physical memory");
+  }
+}
+
+void advise_huge_pages([[maybe_unused]] void* base, [[maybe_unused]] std::size_t bytes) noexcept {
+#ifdef MADV_HUGEPAGE
+  // Sampling touches rows at random: with 2 MiB pages most of those touches stop missing the TLB.
+  // Only a hint (Linux; for shared memory only if shmem_enabled allows); where the kernel
+  // declines, nothing changes.
+  ::madvise(base, bytes, MADV_HUGEPAGE);
+#endif
+}
+
+}  // namespace
 
 std::size_t physical_memory_bytes() noexcept {
   const long pages = ::sysconf(_SC_PHYS_PAGES);
@@ -19,41 +82,189 @@ std::size_t physical_memory_bytes() noexcept {
   return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_size);
 }
 
-Region Region::allocate_private(std::size_t bytes) {
-  if (bytes == 0) throw CapacityError("cannot map an empty region");
-  const std::size_t physical = physical_memory_bytes();
-  if (physical != 0 && bytes > physical) {
-    throw CapacityError("buffer needs " + std::to_string(bytes) + " bytes but this machine has " +
-                        std::to_string(physical) + " bytes of physical memory");
+void validate_shared_name(std::string_view name) {
+  if (name.empty()) throw std::invalid_argument("a shared buffer name must not be empty");
+  if (name.size() > kMaxSharedNameLength) {
+    throw std::invalid_argument("shared buffer name '" + std::string(name) + "' is " +
+                                std::to_string(name.size()) + " characters long; at most " +
+                                std::to_string(kMaxSharedNameLength) + " are allowed");
   }
+  const bool valid_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+  });
+  if (!valid_chars || name.front() == '.') {
+    throw std::invalid_argument("shared buffer name '" + std::string(name) +
+                                "' must use only letters, digits, '_', '-' and '.', and not "
+                                "start with '.'");
+  }
+}
+
+Region Region::allocate_private(std::size_t bytes) {
+  check_fits(bytes, "buffer");
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     throw CapacityError("cannot map " + std::to_string(bytes) + " bytes: " + std::strerror(err));
   }
-#ifdef MADV_HUGEPAGE
-  // Sampling touches rows at random: with 2 MiB pages most of those touches stop missing the TLB.
-  // Only a hint (Linux); where the kernel declines, nothing changes.
-  ::madvise(base, bytes, MADV_HUGEPAGE);
-#endif
+  advise_huge_pages(base, bytes);
   return Region(static_cast<std::byte*>(base), bytes);
 }
 
+Region Region::create_shared(std::string_view name, std::size_t bytes, std::uint32_t mode) {
+  const std::string path = posix_name(name);
+  check_fits(bytes, "shared buffer");
+#if defined(__linux__)
+  // tmpfs accepts any size here and kills the process with SIGBUS when a page past its limit is
+  // first written: refuse now instead. (Docker's default /dev/shm is 64 MiB.)
+  struct statvfs fs {};
+  if (::statvfs("/dev/shm", &fs) == 0) {
+    const std::size_t available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
+    if (bytes > available) {
+      throw CapacityError("shared buffer '" + std::string(name) + "' needs " +
+                          std::to_string(bytes) + " bytes but /dev/shm has " +
+                          std::to_string(available) +
+                          " bytes free (in Docker, raise it with --shm-size)");
+    }
+  }
+#endif
+  const int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                            static_cast<mode_t>(mode & 0777));
+  if (fd < 0) throw_open_error(errno, name, "create");
+  // shm_open applies the umask; the caller asked for exactly `mode`.
+  const char* failed = nullptr;
+  void* base = MAP_FAILED;
+  if (::fchmod(fd, static_cast<mode_t>(mode & 0777)) != 0) {
+    failed = "set the permissions of";
+  } else if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    failed = "size";
+  } else {
+    base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) failed = "map";
+  }
+  if (failed != nullptr) {
+    const int err = errno;
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+    throw SharedMemoryError(err, std::string(name),
+                            "cannot " + std::string(failed) + " shared buffer '" +
+                                std::string(name) + "': " + std::strerror(err));
+  }
+  struct stat st {};
+  const bool stated = ::fstat(fd, &st) == 0;
+  ::close(fd);
+  advise_huge_pages(base, bytes);
+  Region region(static_cast<std::byte*>(base), bytes);
+  region.name_ = std::string(name);
+  region.owns_name_ = true;
+  region.creator_pid_ = process::current_pid();
+  region.mode_ = stated ? static_cast<std::uint32_t>(st.st_mode & 0777) : mode & 0777;
+  region.owner_uid_ = stated ? static_cast<std::uint32_t>(st.st_uid) : 0;
+  return region;
+}
+
+Region Region::attach_shared(std::string_view name, Access access) {
+  const std::string path = posix_name(name);
+  const bool read_only = access == Access::kReadOnly;
+  const int fd = ::shm_open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+  if (fd < 0) throw_open_error(errno, name, read_only ? "read" : "open for reading and writing");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw_open_error(err, name, "inspect");
+  }
+  const auto bytes = static_cast<std::size_t>(st.st_size);
+  void* base = nullptr;
+  if (bytes > 0) {
+    base =
+        ::mmap(nullptr, bytes, read_only ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      throw_open_error(err, name, "map");
+    }
+    if (!read_only) advise_huge_pages(base, bytes);
+  }
+  ::close(fd);
+  Region region(static_cast<std::byte*>(base), bytes);
+  region.name_ = std::string(name);
+  region.mode_ = static_cast<std::uint32_t>(st.st_mode & 0777);
+  region.owner_uid_ = static_cast<std::uint32_t>(st.st_uid);
+  return region;
+}
+
+void unlink_shared(std::string_view name) {
+  const std::string path = posix_name(name);
+  if (::shm_unlink(path.c_str()) != 0) throw_open_error(errno, name, "remove");
+}
+
+std::vector<std::string> list_shared() {
+#if defined(__linux__)
+  std::vector<std::string> names;
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) {
+    const int err = errno;
+    throw std::runtime_error(std::string("cannot list /dev/shm: ") + std::strerror(err));
+  }
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN) continue;
+    try {
+      validate_shared_name(name);
+    } catch (const std::invalid_argument&) {
+      continue;  // not a name this library could have made ('.', '..', odd characters)
+    }
+    names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+#else
+  throw std::runtime_error(
+      "this OS offers no way to list shared-memory objects; give the buffer's name");
+#endif
+}
+
 Region::Region(Region&& other) noexcept
-    : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : base_(std::exchange(other.base_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      name_(std::move(other.name_)),
+      owns_name_(std::exchange(other.owns_name_, false)),
+      creator_pid_(other.creator_pid_),
+      mode_(other.mode_),
+      owner_uid_(other.owner_uid_) {
+  other.name_.clear();
+}
 
 Region& Region::operator=(Region&& other) noexcept {
   if (this != &other) {
     release();
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    name_ = std::move(other.name_);
+    other.name_.clear();
+    owns_name_ = std::exchange(other.owns_name_, false);
+    creator_pid_ = other.creator_pid_;
+    mode_ = other.mode_;
+    owner_uid_ = other.owner_uid_;
   }
   return *this;
 }
 
 Region::~Region() { release(); }
 
+bool Region::unlink_name() noexcept {
+  // A child that inherited the region through fork() never removes its parent's name.
+  if (!owns_name_ || process::current_pid() != creator_pid_) return false;
+  owns_name_ = false;
+  char path[kMaxSharedNameLength + 2] = "/";
+  name_.copy(path + 1, kMaxSharedNameLength);
+  return ::shm_unlink(path) == 0;
+}
+
 void Region::release() noexcept {
+  unlink_name();
   if (base_ != nullptr) ::munmap(base_, size_);
   base_ = nullptr;
   size_ = 0;

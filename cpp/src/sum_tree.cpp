@@ -274,3 +274,50 @@ void SumTree::rebuild() noexcept {
 }
 
 }  // namespace replay_buffer
+
+namespace replay_buffer {
+
+std::string SumTree::check() const {
+  const auto at = [](const char* what, std::size_t level, std::size_t node) {
+    return std::string(what) + " at level " + std::to_string(level) + ", node " +
+           std::to_string(node);
+  };
+  const double* leaves = sum_level(0);
+  for (std::size_t leaf = 0; leaf < align_up(shape_.width[0], kLine); ++leaf) {
+    const double p = leaves[leaf];
+    if (leaf >= shape_.width[0] ? p != 0.0 : !(p >= 0.0 && std::isfinite(p))) {
+      return "priority " + std::to_string(p) + " at leaf " + std::to_string(leaf);
+    }
+  }
+  for (std::size_t level = 1; level < shape_.levels; ++level) {
+    const std::size_t width = shape_.width[level];
+    for (std::size_t node = 0; node < align_up(width, kLine); ++node) {
+      const bool used = node < width;
+      const double sum = used ? line_sum(sum_level(level - 1) + node * kLine) : 0.0;
+      const double min = used ? line_min_positive(min_level(level - 1) + node * kLine) : 0.0;
+      const double max = used ? line_max(max_level(level - 1) + node * kLine) : 0.0;
+      // Compared bit for bit: every parent is recomputed by the same function, never adjusted.
+      if (std::bit_cast<std::uint64_t>(sum_level(level)[node]) !=
+          std::bit_cast<std::uint64_t>(sum)) {
+        return at("sum", level, node) + " is " + std::to_string(sum_level(level)[node]) +
+               ", its children add up to " + std::to_string(sum);
+      }
+      if (min_level(level)[node] != min) return at("min", level, node) + " is stale";
+      if (max_level(level)[node] != max) return at("max", level, node) + " is stale";
+    }
+  }
+  const std::size_t top = shape_.levels - 1;
+  if (std::bit_cast<std::uint64_t>(values_[0]) !=
+      std::bit_cast<std::uint64_t>(line_sum(sum_level(top)))) {
+    return "total is " + std::to_string(values_[0]) + ", the top level adds up to " +
+           std::to_string(line_sum(sum_level(top)));
+  }
+  if (values_[1] != line_min_positive(min_level(top))) return "root min is stale";
+  if (values_[2] != line_max(max_level(top))) return "root max is stale";
+  for (std::size_t i = 3; i < kLine; ++i) {
+    if (values_[i] != 0.0) return "root line padding is not 0";
+  }
+  return {};
+}
+
+}  // namespace replay_buffer

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "replay_buffer/errors.hpp"
+#include "shm_test_support.hpp"
 
 namespace replay_buffer {
 namespace {
@@ -87,6 +88,24 @@ TEST(ReplayBuffer, PrioritizedSpecificationApi) {
     // beta 1: w = P_min / P = 2 / priority.
     EXPECT_FLOAT_EQ(weights[j], keys[j] == 5 ? 1.0f : 2.0f / 6.0f);
   }
+}
+
+TEST(ReplayBuffer, SharedBetweenProcesses) {
+  const testing::ShmName name;
+  CartPole creator(BufferConfig{.capacity = 50}, SharedMemory{name});
+  // A child process attaches by name and adds; the parent samples what it added.
+  EXPECT_EQ(testing::run_in_child([&] {
+              CartPole attached = CartPole::attach(name.str());
+              for (int i = 0; i < 20; ++i) attached.add(transition(i));
+              return 0;
+            }),
+            0);
+  EXPECT_EQ(creator.size(), 20u);
+  for (const auto& t : creator.sample(40)) {
+    EXPECT_EQ(t.observation, transition(static_cast<int>(t.reward * 2)).observation);
+  }
+  using Other = ReplayBuffer<std::array<float, 3>, std::int64_t>;
+  EXPECT_THROW((void)Other::attach(name.str()), InvalidRegionError);
 }
 
 }  // namespace

@@ -4,9 +4,15 @@
 >>> buffer = ReplayBuffer(BufferConfig(capacity=1000, seed=0), obs_shape=(4,), action_dim=2)
 """
 
-from replay_buffer._core import CapacityError, EmptyBufferError
+from replay_buffer._core import CapacityError, EmptyBufferError, InvalidRegionError
 from replay_buffer.buffer import ReplayBuffer
 from replay_buffer.config import BufferConfig
 
-__all__ = ["BufferConfig", "CapacityError", "EmptyBufferError", "ReplayBuffer"]
+__all__ = [
+    "BufferConfig",
+    "CapacityError",
+    "EmptyBufferError",
+    "InvalidRegionError",
+    "ReplayBuffer",
+]
 __version__ = "0.1.0"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,18 @@ class ReplayBuffer(_core.Buffer):
     - ``size()``, ``len(buffer)``, ``capacity()``, ``is_full()``, ``clear()``, ``next_key()``.
     - ``columns() -> dict``: read-only zero-copy views of the stored rows, in slot order.
     - ``fields``: ``{name: {"shape": tuple, "dtype": numpy.dtype}}``.
+    - ``priorities(indices) -> ndarray``: the stored priority of each key (NaN once overwritten).
+    - ``check_consistency() -> dict``: checks every invariant (see docs/shared_memory.md).
+
+    Shared between processes (see docs/shared_memory.md)::
+
+        buffer = ReplayBuffer(config, obs_shape=(4,), action_dim=2, shm_name="learner0")
+        # in any other process on the host:
+        same = ReplayBuffer.attach("learner0")
+
+    The creator removes the name on ``close()``, on leaving a ``with`` block, when garbage
+    collected, or at interpreter exit, unless ``shm_keep=True``. A shared buffer pickles as its
+    name: passed to a ``multiprocessing`` child (any start method), it attaches there.
     """
 
     def __init__(
@@ -53,8 +68,11 @@ class ReplayBuffer(_core.Buffer):
         fields: Mapping[str, Mapping[str, Any]] | None = None,
         obs_dtype: Any = np.float32,
         action_type: str = "discrete",
+        shm_name: str | None = None,
+        shm_keep: bool = False,
+        shm_mode: int = 0o600,
     ) -> None:
-        """Create an empty buffer.
+        """Create an empty buffer, in this process's memory or in named shared memory.
 
         Args:
             config: Capacity, strategy and seed.
@@ -65,6 +83,14 @@ class ReplayBuffer(_core.Buffer):
             fields: Any named fields instead: ``{name: {"shape": ..., "dtype": ...}}``.
             obs_dtype: dtype of ``obs`` and ``next_obs``, e.g. ``np.uint8`` for images.
             action_type: ``"discrete"`` or ``"continuous"``.
+            shm_name: Create the buffer in the POSIX shared-memory region of this name (letters,
+                digits, ``_``, ``-``, ``.``; ``/dev/shm/<name>`` on Linux), which other processes
+                open with :meth:`attach`. ``FileExistsError`` if the name is taken.
+            shm_keep: Leave the region in place when this buffer is closed; remove it later with
+                ``replay-buffer shm rm NAME``. By default the creator removes the name when it
+                closes; processes still attached keep working.
+            shm_mode: Permissions of the region: ``0o600`` (owner only) by default; ``0o660``
+                lets the owner's group attach too.
 
         """
         if not isinstance(config, BufferConfig):
@@ -84,13 +110,105 @@ class ReplayBuffer(_core.Buffer):
             float(config.alpha),
             float(config.beta),
             float(config.eps),
+            shm_name,
+            _check_mode(shm_mode),
+            bool(shm_keep),
         )
         self.config = config
+        if self.shm_name is not None and not shm_keep:
+            _created.add(self)
+
+    @classmethod
+    def attach(cls, name: str, *, timeout: float = 2.0) -> ReplayBuffer:
+        """Open the shared buffer ``name`` that another process (or this one) created.
+
+        Fields, capacity, strategy, alpha, eps, seed and the current beta come from the region;
+        ``config`` is rebuilt from them. Closing an attached buffer only unmaps it here.
+
+        Args:
+            name: The ``shm_name`` it was created with.
+            timeout: Seconds to wait for a creator that is still initialising it.
+
+        Raises:
+            FileNotFoundError: No shared buffer of that name.
+            PermissionError: Its mode does not let this process read and write it.
+            replay_buffer.InvalidRegionError: Not a replay buffer, made by an incompatible
+                version, truncated, corrupt, or still not initialised after ``timeout``.
+
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        buffer = cls.__new__(cls)
+        _core.Buffer.__init__(buffer, attach=name, timeout=float(timeout))
+        buffer.config = BufferConfig(
+            capacity=buffer.capacity(),
+            strategy=buffer.strategy,
+            alpha=buffer.alpha,
+            beta=buffer.beta,
+            eps=buffer.eps,
+            seed=buffer.seed,
+        )
+        return buffer
+
+    def __enter__(self) -> ReplayBuffer:
+        """Use the buffer in a ``with`` block, which closes it at the end."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the buffer (the creator of a shared one removes its name, unless kept)."""
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickle a shared buffer as its name, so that unpickling attaches to it."""
+        name = self.shm_name
+        if name is None:
+            raise TypeError(
+                "a private ReplayBuffer cannot be pickled; create it with shm_name=... to share "
+                "it with other processes"
+            )
+        if self.closed:
+            raise ValueError("buffer is closed")
+        return (_attach, (name,))
 
     def __repr__(self) -> str:
         """Show the fields and how full the buffer is."""
+        if self.closed:
+            return f"ReplayBuffer(closed, shm_name={self.shm_name!r})"
         fields = ", ".join(
             f"{name}: {spec['dtype']}{list(spec['shape'])}" for name, spec in self.fields.items()
         )
         strategy = self.config.strategy
-        return f"ReplayBuffer({self.size()}/{self.capacity()}, strategy={strategy!r}, {fields})"
+        shared = "" if self.shm_name is None else f", shm_name={self.shm_name!r}"
+        return (
+            f"ReplayBuffer({self.size()}/{self.capacity()}, strategy={strategy!r}{shared}, "
+            f"{fields})"
+        )
+
+
+def _attach(name: str) -> ReplayBuffer:
+    """Unpickle a shared buffer: attach to it by name."""
+    return ReplayBuffer.attach(name)
+
+
+def _check_mode(mode: int) -> int:
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"shm_mode must be an int such as 0o600, got {type(mode).__name__}")
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"shm_mode must be permission bits in [0, 0o777], got {oct(mode)}")
+    return mode
+
+
+# Shared buffers this process created and must not leave behind: closed at interpreter exit, as
+# garbage collection at exit is not guaranteed to reach them.
+_created: weakref.WeakSet[ReplayBuffer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_created() -> None:
+    for buffer in list(_created):
+        buffer.close()

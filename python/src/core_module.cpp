@@ -4,10 +4,62 @@
 
 #include "py_buffer.hpp"
 #include "replay_buffer/errors.hpp"
+#include "replay_buffer/region.hpp"
 
 namespace py = pybind11;
 namespace rb = replay_buffer;
 using rb::python::PyBuffer;
+
+namespace {
+
+py::object liveness_value(rb::process::Liveness liveness) {
+  switch (liveness) {
+    case rb::process::Liveness::kAlive:
+      return py::bool_(true);
+    case rb::process::Liveness::kDead:
+      return py::bool_(false);
+    case rb::process::Liveness::kUnknown:
+      break;
+  }
+  return py::none();
+}
+
+// What `replay-buffer shm info` shows: the header, the counters, who created it, who writes.
+py::dict shm_info(const std::string& name) {
+  const rb::SharedBufferInfo info = rb::Buffer::inspect(name);
+  const rb::RegionDescription& d = info.description;
+  const py::object np_dtype = py::module_::import("numpy").attr("dtype");
+  py::dict fields;
+  for (const rb::Field& field : d.schema.fields()) {
+    py::dict spec;
+    spec["shape"] = py::tuple(py::cast(field.shape));
+    spec["dtype"] = np_dtype(std::string(rb::dtype_name(field.dtype)));
+    fields[py::str(field.name)] = spec;
+  }
+  py::dict out;
+  out["name"] = info.name;
+  out["bytes"] = info.bytes;
+  out["mode"] = info.mode;
+  out["owner_uid"] = info.owner_uid;
+  out["layout_version"] = rb::kLayoutVersion;
+  out["capacity"] = d.capacity;
+  out["strategy"] = std::string(rb::strategy_name(d.strategy));
+  out["alpha"] = d.alpha;
+  out["beta"] = info.beta;
+  out["eps"] = d.eps;
+  out["seed"] = d.seed;
+  out["fields"] = fields;
+  out["size"] = info.size;
+  out["next_key"] = info.next_key;
+  out["creator_pid"] = d.creator_pid;
+  out["creator_alive"] = liveness_value(info.creator);
+  out["created"] = static_cast<double>(d.created_unix_ns) / 1e9;
+  out["writers_live"] = info.writers.live;
+  out["writers_dead"] = info.writers.dead;
+  return out;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of replay_buffer. Use the replay_buffer package, not this module.";
@@ -15,10 +67,14 @@ PYBIND11_MODULE(_core, m) {
   // Stored without a destructor that would run after the interpreter is gone.
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> empty_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> capacity_error;
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> region_error;
   empty_error.call_once_and_store_result(
       [&] { return py::exception<rb::EmptyBufferError>(m, "EmptyBufferError", PyExc_ValueError); });
   capacity_error.call_once_and_store_result(
       [&] { return py::exception<rb::CapacityError>(m, "CapacityError", PyExc_MemoryError); });
+  region_error.call_once_and_store_result([&] {
+    return py::exception<rb::InvalidRegionError>(m, "InvalidRegionError", PyExc_ValueError);
+  });
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -28,6 +84,12 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(empty_error.get_stored(), e.what());
     } catch (const rb::CapacityError& e) {
       py::set_error(capacity_error.get_stored(), e.what());
+    } catch (const rb::InvalidRegionError& e) {
+      py::set_error(region_error.get_stored(), e.what());
+    } catch (const rb::SharedMemoryError& e) {
+      // OSError(errno, message) is constructed as its subclass for that errno: FileExistsError,
+      // FileNotFoundError, PermissionError.
+      PyErr_SetObject(PyExc_OSError, py::make_tuple(e.error(), e.what()).ptr());
     } catch (const std::out_of_range&) {
       throw;  // pybind11's own translation: IndexError
     } catch (const std::logic_error& e) {
@@ -36,11 +98,29 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.attr("SHM_CAN_LIST") = rb::kCanListShared;
+  m.attr("SHM_MAX_NAME_LENGTH") = rb::kMaxSharedNameLength;
+  m.def("shm_list", &rb::list_shared,
+        "Names of every shared-memory object this process can see (Linux: /dev/shm), replay "
+        "buffers or not. Raises RuntimeError where the OS cannot list them (SHM_CAN_LIST).");
+  m.def("shm_info", &shm_info, py::arg("name"),
+        "What the shared buffer's header and counters say, read through a read-only mapping: "
+        "a dict (name, bytes, mode, owner_uid, capacity, strategy, alpha, beta, eps, seed, "
+        "fields, size, next_key, creator_pid, creator_alive (None: cannot tell), created, "
+        "writers_live, writers_dead). Raises FileNotFoundError, PermissionError, or "
+        "InvalidRegionError for a region that is not a usable replay buffer.");
+  m.def("shm_unlink", &rb::unlink_shared, py::arg("name"),
+        "Remove the shared-memory name; processes that map it keep working.");
+
   py::class_<PyBuffer>(m, "Buffer")
       .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,
-                    const std::string&, double, double, double>(),
+                    const std::string&, double, double, double, const std::optional<std::string>&,
+                    std::uint32_t, bool>(),
            py::arg("fields"), py::arg("capacity"), py::arg("seed"), py::arg("strategy"),
-           py::arg("alpha"), py::arg("beta"), py::arg("eps"))
+           py::arg("alpha"), py::arg("beta"), py::arg("eps"), py::arg("shm_name") = py::none(),
+           py::arg("shm_mode") = 0600, py::arg("shm_keep") = false)
+      .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
+           py::arg("timeout") = 2.0)
       .def("add", &PyBuffer::add,
            "Append one transition (positionally in field order, or by field name); returns its "
            "key. Overwrites the oldest when full.")
@@ -58,6 +138,9 @@ PYBIND11_MODULE(_core, m) {
            "Set the priorities of sampled transitions by key: from TD errors, (|td| + eps)^alpha, "
            "or from priorities=, (p + eps)^alpha. Keys of transitions overwritten since are "
            "ignored; returns how many were applied. A key listed twice takes its last value.")
+      .def("priorities", &PyBuffer::priorities, py::arg("indices"),
+           "The stored priority of each key (float64): (|td| + eps)^alpha for 'prioritized', "
+           "|td| + eps for 'rank'; NaN for keys whose transition was overwritten since.")
       .def_property(
           "beta", [](PyBuffer& b) { return b.buffer().beta(); },
           [](PyBuffer& b, double beta) { b.buffer().set_beta(beta); },
@@ -66,11 +149,15 @@ PYBIND11_MODULE(_core, m) {
           "strategy",
           [](PyBuffer& b) { return std::string(rb::strategy_name(b.buffer().strategy())); },
           "'uniform', 'prioritized' or 'rank'.")
-      .def(
-          "columns",
-          [](const py::object& self) { return self.cast<const PyBuffer&>().columns(self); },
-          "Read-only zero-copy views of the stored rows, in slot order (key - first key since the "
-          "last clear, modulo capacity).")
+      .def_property_readonly(
+          "alpha", [](PyBuffer& b) { return b.buffer().alpha(); }, "The priority exponent.")
+      .def_property_readonly(
+          "eps", [](PyBuffer& b) { return b.buffer().eps(); }, "Added to every |TD error|.")
+      .def_property_readonly(
+          "seed", [](PyBuffer& b) { return b.buffer().seed(); }, "The sampling seed.")
+      .def("columns", &PyBuffer::columns,
+           "Read-only zero-copy views of the stored rows, in slot order (key - first key since the "
+           "last clear, modulo capacity). They stay valid after close().")
       .def_property_readonly("fields", &PyBuffer::fields,
                              "{name: {'shape': tuple, 'dtype': numpy.dtype}} for every field.")
       .def(
@@ -88,5 +175,16 @@ PYBIND11_MODULE(_core, m) {
           "Bytes of memory the buffer occupies, all included.")
       .def(
           "clear", [](PyBuffer& b) { b.buffer().clear(); },
-          "Forget every transition; keys keep increasing. Not while other threads add.");
+          "Forget every transition; keys keep increasing. Not while other threads or processes "
+          "add.")
+      .def("check_consistency", &PyBuffer::check_consistency,
+           "Check the buffer's invariants (sequence words, writer registry, and the priority "
+           "trees against a recomputation, after repairing them if a process died holding their "
+           "lock). Returns counts of slots by state; raises InvalidRegionError on a violation.")
+      .def("close", &PyBuffer::close,
+           "Let go of the buffer: its creator removes the shared name (unless shm_keep). Later "
+           "calls raise ValueError; arrays from columns() stay valid. Idempotent.")
+      .def_property_readonly("closed", &PyBuffer::closed, "Whether close() was called.")
+      .def_property_readonly("shm_name", &PyBuffer::shm_name,
+                             "The shared-memory name, or None for a private buffer.");
 }

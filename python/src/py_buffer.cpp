@@ -1,5 +1,7 @@
 #include "py_buffer.hpp"
 
+#include <chrono>
+#include <memory>
 #include <utility>
 
 #include "replay_buffer/errors.hpp"
@@ -63,18 +65,54 @@ Schema make_schema(const std::vector<FieldDescription>& fields) {
 
 constexpr std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
 
+[[noreturn]] void throw_closed() { throw py::value_error("buffer is closed"); }
+
 }  // namespace
 
 PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity,
                    std::uint64_t seed, const std::string& strategy, double alpha, double beta,
-                   double eps)
-    : buffer_(make_schema(fields), make_options(capacity, seed, strategy, alpha, beta, eps)),
-      indices_dtype_(py::dtype::of<std::int64_t>()),
+                   double eps, const std::optional<std::string>& shm_name, std::uint32_t shm_mode,
+                   bool shm_keep)
+    : indices_dtype_(py::dtype::of<std::int64_t>()),
       indices_name_(kIndicesKey),
       weights_dtype_(py::dtype::of<float>()),
       weights_name_(kWeightsKey) {
+  Schema schema = make_schema(fields);
+  const BufferOptions options = make_options(capacity, seed, strategy, alpha, beta, eps);
+  if (shm_mode > 0777) {
+    throw py::value_error("shm_mode must be permission bits in [0, 0o777], got " +
+                          std::to_string(shm_mode));
+  }
+  if (shm_name) {
+    const SharedMemory shared{.name = *shm_name, .mode = shm_mode, .keep = shm_keep};
+    py::gil_scoped_release release;  // initialising a large region takes a while
+    buffer_ = std::make_shared<Buffer>(std::move(schema), options, shared);
+  } else {
+    buffer_ = std::make_shared<Buffer>(std::move(schema), options);
+  }
+  init_info();
+}
+
+PyBuffer::PyBuffer(const std::string& name, double timeout)
+    : indices_dtype_(py::dtype::of<std::int64_t>()),
+      indices_name_(kIndicesKey),
+      weights_dtype_(py::dtype::of<float>()),
+      weights_name_(kWeightsKey) {
+  if (!(timeout >= 0.0) || timeout > 86400.0) {
+    throw py::value_error("timeout must be in [0, 86400] seconds, got " + std::to_string(timeout));
+  }
+  {
+    py::gil_scoped_release release;
+    buffer_ = std::make_shared<Buffer>(Buffer::attach(
+        name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0))));
+  }
+  init_info();
+}
+
+void PyBuffer::init_info() {
+  shm_name_ = buffer_->shared_name();
   const py::object np_dtype = py::module_::import("numpy").attr("dtype");
-  for (const Field& field : buffer_.schema().fields()) {
+  for (const Field& field : buffer_->schema().fields()) {
     info_.push_back(
         FieldInfo{&field,
                   py::reinterpret_borrow<py::dtype>(np_dtype(std::string(dtype_name(field.dtype)))),
@@ -90,14 +128,14 @@ std::size_t PyBuffer::field_index(py::handle key, const char* context) const {
     if (key.ptr() == info_[i].name.ptr()) return i;
   }
   const std::string name = py::str(key);
-  if (const auto index = buffer_.schema().index_of(name)) return *index;
+  if (const auto index = buffer().schema().index_of(name)) return *index;
   throw py::type_error(std::string(context) + "unknown field '" + name + "'; fields are " +
-                       buffer_.schema().field_names());
+                       buffer().schema().field_names());
 }
 
 void PyBuffer::bind_fields(const py::args& args, const py::kwargs& kwargs,
                            std::array<py::handle, kMaxFields>& values) const {
-  const Schema& schema = buffer_.schema();
+  const Schema& schema = buffer().schema();
   if (args.size() > schema.size()) {
     throw py::type_error("expected at most " + std::to_string(schema.size()) +
                          " positional values (" + schema.field_names() + "), got " +
@@ -117,16 +155,18 @@ void PyBuffer::bind_fields(const py::args& args, const py::kwargs& kwargs,
 }
 
 std::uint64_t PyBuffer::add(const py::args& args, const py::kwargs& kwargs) {
+  const std::shared_ptr<Buffer> held = hold();
   std::array<py::handle, kMaxFields> values{};
   bind_fields(args, kwargs, values);
   Inputs inputs;
   for (std::size_t i = 0; i < info_.size(); ++i) convert(values[i], info_[i], i, nullptr, inputs);
   const std::span<const FieldBytes> row(inputs.bytes.data(), info_.size());
   py::gil_scoped_release release;
-  return buffer_.add(row);
+  return held->add(row);
 }
 
 std::uint64_t PyBuffer::add_batch(const py::args& args, const py::kwargs& kwargs) {
+  const std::shared_ptr<Buffer> held = hold();
   std::array<py::handle, kMaxFields> values{};
   bind_fields(args, kwargs, values);
   Inputs inputs;
@@ -135,10 +175,11 @@ std::uint64_t PyBuffer::add_batch(const py::args& args, const py::kwargs& kwargs
   if (*rows == 0) throw py::value_error("add_batch needs at least one row; got 0");
   const std::span<const FieldBytes> columns(inputs.bytes.data(), info_.size());
   py::gil_scoped_release release;
-  return buffer_.add_batch(columns, static_cast<std::size_t>(*rows));
+  return held->add_batch(columns, static_cast<std::size_t>(*rows));
 }
 
 py::dict PyBuffer::sample(py::ssize_t batch_size, std::optional<double> beta) {
+  const std::shared_ptr<Buffer> held = hold();
   if (batch_size <= 0) {
     throw py::value_error("batch_size must be at least 1; got " + std::to_string(batch_size));
   }
@@ -150,7 +191,7 @@ py::dict PyBuffer::sample(py::ssize_t batch_size, std::optional<double> beta) {
     offsets[i] = total;
     total += align64(n * info_[i].field->row_bytes());
   }
-  const bool prioritized = buffer_.strategy() != Strategy::kUniform;
+  const bool prioritized = held->strategy() != Strategy::kUniform;
   const std::size_t keys_offset = total;
   total += align64(n * sizeof(std::uint64_t));
   const std::size_t weights_offset = total;
@@ -176,8 +217,7 @@ py::dict PyBuffer::sample(py::ssize_t batch_size, std::optional<double> beta) {
   }
   {
     py::gil_scoped_release release;
-    buffer_.sample(n, std::span<const FieldOut>(out.data(), info_.size()), {keys, n}, weights,
-                   beta);
+    held->sample(n, std::span<const FieldOut>(out.data(), info_.size()), {keys, n}, weights, beta);
   }
   return batch;
 }
@@ -214,8 +254,9 @@ py::array PyBuffer::checked_output(py::handle value, const std::string& name,
 }
 
 py::dict PyBuffer::sample_into(const py::dict& out, std::optional<double> beta) {
+  const std::shared_ptr<Buffer> held = hold();
   if (out.empty()) throw py::value_error("sample_into needs at least one output array");
-  const bool prioritized = buffer_.strategy() != Strategy::kUniform;
+  const bool prioritized = held->strategy() != Strategy::kUniform;
   std::array<FieldOut, kMaxFields> targets{};
   std::span<std::uint64_t> keys;
   std::span<float> weights;
@@ -224,10 +265,10 @@ py::dict PyBuffer::sample_into(const py::dict& out, std::optional<double> beta) 
     const std::string name = py::str(key);
     const bool is_indices = name == kIndicesKey;
     const bool is_weights = prioritized && name == kWeightsKey;
-    const std::optional<std::size_t> field = buffer_.schema().index_of(name);
+    const std::optional<std::size_t> field = held->schema().index_of(name);
     if (!is_indices && !is_weights && !field) {
       throw py::key_error("sample_into: no field named '" + name + "'; fields are " +
-                          buffer_.schema().field_names() + ", and '" + kIndicesKey + "'" +
+                          held->schema().field_names() + ", and '" + kIndicesKey + "'" +
                           (prioritized ? std::string(", '") + kWeightsKey + "'" : ""));
     }
     const py::dtype& dtype =
@@ -249,14 +290,15 @@ py::dict PyBuffer::sample_into(const py::dict& out, std::optional<double> beta) 
   if (*rows == 0) throw py::value_error("sample_into: output arrays have 0 rows");
   {
     py::gil_scoped_release release;
-    buffer_.sample(static_cast<std::size_t>(*rows),
-                   std::span<const FieldOut>(targets.data(), info_.size()), keys, weights, beta);
+    held->sample(static_cast<std::size_t>(*rows),
+                 std::span<const FieldOut>(targets.data(), info_.size()), keys, weights, beta);
   }
   return out;
 }
 
 std::size_t PyBuffer::update_priorities(const py::handle& indices, const py::handle& td_errors,
                                         const py::handle& priorities) {
+  const std::shared_ptr<Buffer> held = hold();
   if (td_errors.is_none() == priorities.is_none()) {
     throw py::type_error("update_priorities takes td_errors or priorities=, exactly one");
   }
@@ -277,17 +319,21 @@ std::size_t PyBuffer::update_priorities(const py::handle& indices, const py::han
   const std::span<const double> value_span(static_cast<const double*>(values.data()),
                                            static_cast<std::size_t>(values.shape(0)));
   py::gil_scoped_release release;
-  return buffer_.update_priorities(key_span, value_span,
-                                   given_td ? PriorityKind::kTdError : PriorityKind::kPriority);
+  return held->update_priorities(key_span, value_span,
+                                 given_td ? PriorityKind::kTdError : PriorityKind::kPriority);
 }
 
-py::dict PyBuffer::columns(const py::object& owner) const {
-  const auto rows = static_cast<py::ssize_t>(buffer_.size());
+py::dict PyBuffer::columns() const {
+  const std::shared_ptr<Buffer> held = hold();
+  // The views keep the buffer (and so its mapping) alive, even past close().
+  const py::capsule owner(new std::shared_ptr<Buffer>(held),
+                          [](void* p) { delete static_cast<std::shared_ptr<Buffer>*>(p); });
+  const auto rows = static_cast<py::ssize_t>(held->size());
   py::dict views;
   for (std::size_t i = 0; i < info_.size(); ++i) {
     std::vector<py::ssize_t> shape{rows};
     shape.insert(shape.end(), info_[i].shape.begin(), info_[i].shape.end());
-    py::array view(info_[i].dtype, shape, buffer_.column(i).data(), owner);
+    py::array view(info_[i].dtype, shape, held->column(i).data(), owner);
     view.attr("setflags")(py::arg("write") = false);
     views[info_[i].name] = view;
   }
@@ -295,6 +341,7 @@ py::dict PyBuffer::columns(const py::object& owner) const {
 }
 
 py::dict PyBuffer::fields() const {
+  (void)buffer();
   py::dict out;
   for (const FieldInfo& info : info_) {
     py::dict spec;
@@ -303,6 +350,65 @@ py::dict PyBuffer::fields() const {
     out[info.name] = spec;
   }
   return out;
+}
+
+py::array PyBuffer::priorities(const py::handle& indices) {
+  const std::shared_ptr<Buffer> held = hold();
+  const py::array keys = vector_of(indices, indices_dtype_, "indices");
+  const auto* key_data = static_cast<const std::int64_t*>(keys.data());
+  const auto count = static_cast<std::size_t>(keys.shape(0));
+  for (std::size_t i = 0; i < count; ++i) {
+    if (key_data[i] < 0) {
+      throw py::index_error("indices[" + std::to_string(i) + "] is " + std::to_string(key_data[i]) +
+                            "; keys are never negative");
+    }
+  }
+  py::array_t<double> out(static_cast<py::ssize_t>(count));
+  const std::span<const std::uint64_t> key_span(reinterpret_cast<const std::uint64_t*>(key_data),
+                                                count);
+  const std::span<double> out_span(out.mutable_data(), count);
+  {
+    py::gil_scoped_release release;
+    held->priorities(key_span, out_span);
+  }
+  return out;
+}
+
+py::dict PyBuffer::check_consistency() {
+  const std::shared_ptr<Buffer> held = hold();
+  ConsistencyReport report;
+  {
+    py::gil_scoped_release release;
+    report = held->check_consistency();
+  }
+  py::dict out;
+  out["readable"] = report.readable;
+  out["being_written"] = report.being_written;
+  out["abandoned"] = report.abandoned;
+  out["unwritten"] = report.unwritten;
+  out["repaired"] = report.repaired;
+  return out;
+}
+
+void PyBuffer::close() {
+  if (!buffer_) return;
+  buffer_->unlink_shared_name();
+  buffer_.reset();
+}
+
+std::optional<std::string> PyBuffer::shm_name() const {
+  if (shm_name_.empty()) return std::nullopt;
+  return shm_name_;
+}
+
+Buffer& PyBuffer::buffer() const {
+  if (!buffer_) throw_closed();
+  return *buffer_;
+}
+
+std::shared_ptr<Buffer> PyBuffer::hold() const {
+  if (!buffer_) throw_closed();
+  return buffer_;
 }
 
 }  // namespace replay_buffer::python

@@ -7,6 +7,8 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -19,11 +21,19 @@ namespace replay_buffer::python {
 
 using FieldDescription = std::tuple<std::string, std::string, std::vector<std::size_t>>;
 
+// Python's view of a Buffer. close() lets go of the buffer at once; calls running on other
+// threads with the GIL released, and zero-copy views from columns(), hold it until they are done,
+// so the memory is unmapped when the last of them ends.
 class PyBuffer {
  public:
   // fields: (name, NumPy dtype name, shape) each; strategy: "uniform", "prioritized" or "rank".
+  // shm_name: create the buffer in this shared-memory region (mode shm_mode; shm_keep leaves the
+  // name when the buffer is closed).
   PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed,
-           const std::string& strategy, double alpha, double beta, double eps);
+           const std::string& strategy, double alpha, double beta, double eps,
+           const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep);
+  // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
+  PyBuffer(const std::string& name, double timeout);
 
   std::uint64_t add(const py::args& args, const py::kwargs& kwargs);
   std::uint64_t add_batch(const py::args& args, const py::kwargs& kwargs);
@@ -33,12 +43,25 @@ class PyBuffer {
                                 const py::handle& priorities);
   // Read-only views of the stored rows, in slot order; `owner` (the Python object wrapping this)
   // is kept alive by them.
-  py::dict columns(const py::object& owner) const;
+  py::dict columns() const;
   py::dict fields() const;
+  py::array priorities(const py::handle& indices);
+  py::dict check_consistency();
 
-  Buffer& buffer() noexcept { return buffer_; }
+  // Removes the shared name if this buffer created it (and was not asked to keep it) and lets go
+  // of the buffer; every later call raises ValueError. Idempotent.
+  void close();
+  [[nodiscard]] bool closed() const noexcept { return buffer_ == nullptr; }
+  // The shared-memory name, or None for a private buffer (also after close()).
+  [[nodiscard]] std::optional<std::string> shm_name() const;
+
+  // The buffer; raises ValueError once closed. For calls that keep the GIL.
+  Buffer& buffer() const;
+  // The buffer, kept alive for a call that releases the GIL (close() may run meanwhile).
+  [[nodiscard]] std::shared_ptr<Buffer> hold() const;
 
  private:
+  void init_info();
   // Positional and keyword arguments in schema order; every field exactly once.
   void bind_fields(const py::args& args, const py::kwargs& kwargs,
                    std::array<py::handle, kMaxFields>& values) const;
@@ -47,7 +70,8 @@ class PyBuffer {
                            std::span<const py::ssize_t> row_shape,
                            std::optional<py::ssize_t> rows) const;
 
-  Buffer buffer_;
+  std::shared_ptr<Buffer> buffer_;
+  std::string shm_name_;
   std::vector<FieldInfo> info_;
   py::dtype indices_dtype_;
   py::str indices_name_;

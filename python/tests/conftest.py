@@ -1,7 +1,10 @@
+import os
+import uuid
+
 import numpy as np
 import pytest
 
-from replay_buffer import BufferConfig, ReplayBuffer
+from replay_buffer import BufferConfig, ReplayBuffer, _core
 
 
 def cartpole(capacity: int = 100, seed: int = 0) -> ReplayBuffer:
@@ -31,3 +34,17 @@ def assert_rows_consistent(batch: dict) -> None:
 @pytest.fixture
 def buffer() -> ReplayBuffer:
     return cartpole()
+
+
+SHM_PREFIX = f"rbpytest_{os.getpid()}_"
+
+
+@pytest.fixture
+def shm_name():
+    """A shared-memory name unique to this test, removed afterwards if the test left it."""
+    name = SHM_PREFIX + uuid.uuid4().hex[:10]
+    yield name
+    try:
+        _core.shm_unlink(name)
+    except FileNotFoundError:
+        pass

@@ -1,19 +1,26 @@
 // The schema-based replay buffer: a fixed-capacity ring of transitions stored column by column in
-// one region, with lock-free adds and uniform sampling.
+// one region, with lock-free adds and uniform sampling. The region is this process's private
+// memory, or a named shared-memory object that any number of processes map at once (one creates
+// it, the others attach); every guarantee below holds across processes as across threads.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "replay_buffer/layout.hpp"
 #include "replay_buffer/priorities.hpp"
+#include "replay_buffer/process.hpp"
 #include "replay_buffer/region.hpp"
 #include "replay_buffer/schema.hpp"
 #include "replay_buffer/strategy.hpp"
 #include "replay_buffer/sync.hpp"
+#include "replay_buffer/writers.hpp"
 
 namespace replay_buffer {
 
@@ -31,6 +38,40 @@ struct BufferOptions {
   double eps = 1e-6;
 };
 
+// A buffer in a named shared-memory region (region.hpp has the naming rules).
+struct SharedMemory {
+  std::string name;
+  // Permissions of the shared-memory object; owner-only by default. 0660 shares it with the
+  // owner's group.
+  std::uint32_t mode = 0600;
+  // Leave the name in place when the creating Buffer is destroyed; otherwise it is removed then
+  // (processes attached by then keep working; new ones cannot attach).
+  bool keep = false;
+};
+
+// What a shared buffer's header and counters say, read without joining it as a writer.
+struct SharedBufferInfo {
+  std::string name;
+  std::size_t bytes = 0;
+  std::uint32_t mode = 0;
+  std::uint32_t owner_uid = 0;
+  RegionDescription description;
+  double beta = 0.0;
+  std::uint64_t next_key = 0;
+  std::size_t size = 0;
+  process::Liveness creator = process::Liveness::kUnknown;
+  WriterRegistry::Census writers;
+};
+
+// What check_consistency found: how many slots are in which state.
+struct ConsistencyReport {
+  std::size_t readable = 0;       // published rows
+  std::size_t being_written = 0;  // held by a live writer
+  std::size_t abandoned = 0;      // left mid-write by a writer that died, awaiting the next writer
+  std::size_t unwritten = 0;      // never written since the last clear
+  bool repaired = false;          // the priority lock's previous holder had died: trees rebuilt
+};
+
 // One field's bytes for `n` consecutive rows, in the field's dtype, C order.
 using FieldBytes = std::span<const std::byte>;
 // Where a sample writes one field's rows; an empty span skips that field.
@@ -38,9 +79,31 @@ using FieldOut = std::span<std::byte>;
 
 class Buffer {
  public:
-  // Throws std::invalid_argument for a bad schema and CapacityError for capacity 0 or a size this
-  // machine cannot hold.
+  // A buffer in this process's private memory. Throws std::invalid_argument for a bad schema and
+  // CapacityError for capacity 0 or a size this machine cannot hold.
   Buffer(Schema schema, BufferOptions options);
+
+  // A buffer in a new shared-memory region that other processes attach to by name. Initialises
+  // everything before it publishes the header's magic, so an attacher sees all or nothing.
+  // Throws as the private constructor, and as Region::create_shared (std::invalid_argument for a
+  // bad name, SharedMemoryError EEXIST when the name is taken, CapacityError when /dev/shm is too
+  // small). Thread-safe.
+  Buffer(Schema schema, BufferOptions options, const SharedMemory& shared);
+
+  // Maps the shared buffer `name` made by another Buffer (in any process) and checks its header
+  // in full: magic, layout version, size, field records, and every offset against the layout its
+  // schema and capacity give. Schema, capacity, strategy, alpha, eps, seed and beta come from the
+  // region. Waits up to `wait` for a creator that is still initialising it. Throws
+  // SharedMemoryError (ENOENT: no such buffer, EACCES: not allowed to open it read-write) and
+  // InvalidRegionError (not a replay buffer, another layout version, truncated, corrupt, or not
+  // initialised within `wait`). Never removes the name. Thread-safe.
+  [[nodiscard]] static Buffer attach(std::string_view name,
+                                     std::chrono::milliseconds wait = std::chrono::seconds(2));
+
+  // Reads a shared buffer's header and counters through a read-only mapping, without joining it
+  // as a writer (so a region one may only read can be inspected). Throws as attach, but does not
+  // wait. Thread-safe.
+  [[nodiscard]] static SharedBufferInfo inspect(std::string_view name);
 
   Buffer(Buffer&&) noexcept = default;
   Buffer& operator=(Buffer&&) noexcept = default;
@@ -54,6 +117,17 @@ class Buffer {
   [[nodiscard]] double eps() const noexcept { return header_->eps; }
   // Bytes of the whole region: header, sequence words, columns and priority structures.
   [[nodiscard]] std::size_t region_bytes() const noexcept { return region_.size(); }
+  // The shared-memory name; empty for a private buffer.
+  [[nodiscard]] const std::string& shared_name() const noexcept { return region_.name(); }
+  // Whether destroying this Buffer removes the shared name: made by this process's constructor,
+  // not kept, not removed yet. Not thread-safe against unlink_shared_name/keep_shared_name.
+  [[nodiscard]] bool owns_shared_name() const noexcept { return region_.owns_name(); }
+  // Removes the shared name now if this Buffer owns it (see owns_shared_name); the memory stays
+  // mapped here and in every attached process. Returns whether it removed it. Call from one
+  // thread.
+  bool unlink_shared_name() noexcept { return region_.unlink_name(); }
+  // Leaves the shared name in place when this Buffer is destroyed. Call from one thread.
+  void keep_shared_name() noexcept { region_.keep_name(); }
 
   // Transitions held: adds begun since the last clear, at most capacity. Thread-safe.
   [[nodiscard]] std::size_t size() const noexcept;
@@ -100,9 +174,24 @@ class Buffer {
   // Throws std::invalid_argument unless beta is finite and >= 0. Thread-safe.
   void set_beta(double beta);
 
-  // Forgets every transition; keys keep increasing. Must not overlap add or add_batch; samples
-  // that overlap it see the buffer as it was before or after.
+  // Writes the stored priority of each key into `out` (same size as keys): (|delta| + eps)^alpha
+  // for proportional buffers, |delta| + eps for rank-based ones, and NaN for a key whose
+  // transition was overwritten, cleared, or is being written. Throws std::invalid_argument for
+  // spans of different sizes, std::out_of_range for a key never handed out and std::logic_error
+  // on a uniform buffer. Thread-safe: one priority lock acquisition.
+  void priorities(std::span<const std::uint64_t> keys, std::span<double> out);
+
+  // Forgets every transition; keys keep increasing. Must not overlap add or add_batch (in any
+  // process); samples that overlap it see the buffer as it was before or after.
   void clear();
+
+  // Checks the buffer's invariants: counters in order, every sequence word a published lap no
+  // newer than the keys handed out, or the mark of a registered (or dead) writer; a well-formed
+  // writer registry; and, under the priority lock (after the repair a dead holder calls for), sum,
+  // min and max trees exactly equal to a recomputation from the priorities and a well-formed rank
+  // order. Returns what it counted; throws InvalidRegionError describing the first violation.
+  // Thread-safe; O(capacity). Meant for tests, and for users who suspect a crash left damage.
+  ConsistencyReport check_consistency();
 
   // The whole stored column of field i: capacity rows in slot order (slot = (key - key at last
   // clear) mod capacity). Rows may be mid-write while other threads add. Thread-safe.
@@ -118,13 +207,28 @@ class Buffer {
   };
   using CopyPlan = std::span<const FieldCopy>;
 
+  // Adopts a region whose header read_region_header checked.
+  Buffer(Region region, RegionDescription description);
+  Buffer(Schema schema, BufferOptions options, std::optional<SharedMemory> shared);
+  // Resolves the pointers into the region, and the priority and writer views.
+  void bind_region(double alpha, double eps);
+
   [[nodiscard]] Snapshot snapshot() const noexcept;
 
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;
   void check_outputs(std::span<const FieldOut> out, std::span<const std::uint64_t> keys,
                      std::size_t batch) const;
-  // Claims slot for lap `lap`; false when a newer lap already holds it (our row is stale).
-  [[nodiscard]] bool begin_write(std::size_t slot, std::uint64_t lap) noexcept;
+  // Claims slot for lap `lap`, marking it with `mine`; false when a newer lap already holds it
+  // (our row is stale). Takes the slot over from a writer whose process died holding it.
+  [[nodiscard]] bool begin_write(std::size_t slot, std::uint64_t lap, sync::SeqWord mine) noexcept;
+  // Whether the writer that marked a slot with the odd word `held` has died, timing how long it
+  // has held it in `watch` (only after holding it a millisecond is the OS asked).
+  struct HolderWatch;
+  [[nodiscard]] bool holder_died(sync::SeqWord held, HolderWatch& watch) noexcept;
+  // A sampler's slow path, after failing to read a row many times over: retires slots that dead
+  // writers left mid-write (so prioritized draws stop choosing them) and throws EmptyBufferError
+  // when no row is readable and no live writer is writing one.
+  void reclaim_abandoned(const Snapshot& snap);
   void end_write(std::size_t slot, std::uint64_t lap) noexcept;
   void write_rows(std::span<const FieldBytes> columns, std::size_t first_row,
                   std::size_t first_slot, std::size_t rows) noexcept;
@@ -137,10 +241,13 @@ class Buffer {
   // outputs and `keys`; a slot that cannot be read whole is replaced by `redraw(row, snap)`.
   template <typename Redraw>
   void copy_rows(std::span<const std::size_t> slots, std::size_t first_row, Snapshot& snap,
-                 CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw) const;
+                 CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw);
   void sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap, Xoshiro256pp& rng,
                           std::span<std::uint64_t> keys, std::span<float> weights, double beta);
-  // Gives newly written slots their priority, under one lock acquisition.
+  // Gives slots being written their new-transition priority, under one lock acquisition. Called
+  // between claiming the slots and publishing them: an update_priorities for a previous occupant
+  // that takes the lock later sees the slot claimed and is ignored, and a writer that dies after
+  // this leaves its slots with their own priority, never a predecessor's.
   void insert_priorities(std::size_t first_slot, std::size_t count);
 
   Schema schema_;
@@ -155,6 +262,9 @@ class Buffer {
   std::vector<std::byte*> columns_;
   std::vector<std::size_t> row_bytes_;
   std::optional<PriorityIndex> priorities_;  // prioritized strategies only
+  // This process's writer id in a shared region's registry (kPrivateWriter otherwise). Declared
+  // after region_, so it is released while the region is still mapped.
+  WriterClaim writer_;
 };
 
 }  // namespace replay_buffer

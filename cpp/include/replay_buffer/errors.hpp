@@ -1,7 +1,9 @@
 // The exceptions the library throws. Each maps to one Python exception in the binding:
 // std::invalid_argument -> ValueError, std::out_of_range -> IndexError,
 // DTypeError -> TypeError, EmptyBufferError -> replay_buffer.EmptyBufferError (a ValueError),
-// CapacityError -> replay_buffer.CapacityError (a MemoryError).
+// CapacityError -> replay_buffer.CapacityError (a MemoryError),
+// SharedMemoryError -> OSError of its errno (FileExistsError, FileNotFoundError, PermissionError),
+// InvalidRegionError -> replay_buffer.InvalidRegionError (a ValueError).
 #pragma once
 
 #include <new>
@@ -26,6 +28,30 @@ class EmptyBufferError : public std::logic_error {
 class CapacityError : public std::length_error {
  public:
   using std::length_error::length_error;
+};
+
+// A named shared-memory region that cannot be created, opened or removed. Carries the errno of
+// the failed call (EEXIST, ENOENT, EACCES, ...) and the region's name, so callers can tell the
+// cases apart.
+class SharedMemoryError : public std::runtime_error {
+ public:
+  SharedMemoryError(int error, std::string name, const std::string& what)
+      : std::runtime_error(what), error_(error), name_(std::move(name)) {}
+
+  [[nodiscard]] int error() const noexcept { return error_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+ private:
+  int error_;
+  std::string name_;
+};
+
+// A region that is not a replay buffer this library can use: wrong magic, another layout
+// version, truncated, a corrupt header, never initialised, or contents that fail a consistency
+// check.
+class InvalidRegionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace replay_buffer

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "replay_buffer/layout.hpp"
 #include "replay_buffer/random.hpp"
@@ -70,6 +71,15 @@ class PriorityIndex {
                             std::span<double> probabilities);
     // Forgets every priority.
     void clear();
+    // The stored priority of `slot`.
+    [[nodiscard]] double get(std::size_t slot) const { return index_.tree_.get(slot); }
+    // Gives `slot` priority 0, so that it is never drawn: for a slot a dead writer abandoned.
+    void retire(std::size_t slot);
+    // A description of the first inconsistency in the structures (sums, mins and maxima that
+    // differ from a recomputation, a malformed rank order), or empty.
+    [[nodiscard]] std::string check() const;
+    // Whether taking the lock found its previous holder dead and repaired the structures.
+    [[nodiscard]] bool repaired() const noexcept { return repaired_; }
 
    private:
     void sort_ranks(std::size_t size);
@@ -77,6 +87,7 @@ class PriorityIndex {
     [[nodiscard]] std::size_t rank_to_slot(std::size_t rank, std::size_t size) const noexcept;
 
     PriorityIndex& index_;
+    bool repaired_ = false;
     sync::RegionLock lock_;
   };
 

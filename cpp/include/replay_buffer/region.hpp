@@ -1,21 +1,64 @@
 // One contiguous, page-aligned block of memory that holds a whole buffer.
 //
 // Every part of a buffer (header, counters, sequence words, columns) lives in one region and is
-// addressed by offsets from its start, so the same buffer code runs on private memory today and on
-// a shared or file-backed mapping without change.
+// addressed by offsets from its start, so the same buffer code runs on private memory and on a
+// named POSIX shared-memory object that other processes map too.
+//
+// Shared regions have names: up to kMaxSharedNameLength characters from [A-Za-z0-9._-], not
+// starting with '.'. The POSIX name is "/" + name; on Linux the object shows up as
+// /dev/shm/<name>.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace replay_buffer {
 
+#if defined(__APPLE__)
+// macOS limits POSIX shared-memory names to 31 bytes, the leading '/' included.
+inline constexpr std::size_t kMaxSharedNameLength = 30;
+#else
+inline constexpr std::size_t kMaxSharedNameLength = 200;
+#endif
+
+// Whether this OS lets a process list the shared-memory objects that exist (Linux: /dev/shm).
+// macOS offers no way to: there a name must be known to be inspected or removed.
+#if defined(__linux__)
+inline constexpr bool kCanListShared = true;
+#else
+inline constexpr bool kCanListShared = false;
+#endif
+
 class Region {
  public:
+  enum class Access : std::uint8_t { kReadWrite, kReadOnly };
+
   // Maps `bytes` of zero-filled private memory. Pages are committed lazily by the OS as they are
   // first written. Throws CapacityError when `bytes` exceeds this machine's physical memory or the
   // mapping fails. Thread-safe (no shared state).
   [[nodiscard]] static Region allocate_private(std::size_t bytes);
+
+  // Creates the shared-memory object `name` holding `bytes` zero bytes, with permissions exactly
+  // `mode` (the umask does not narrow them), and maps it. The region removes the name when it is
+  // destroyed, in the process that created it only (not in a child that inherited it through
+  // fork), unless keep_name() was called. Pages are committed lazily. Throws
+  // std::invalid_argument for an invalid name; SharedMemoryError with EEXIST when the name
+  // exists, EACCES when it may not be created; CapacityError when `bytes` exceeds physical memory
+  // or, on Linux, the free space of /dev/shm (where writing past it would kill the process with
+  // SIGBUS later). Thread-safe.
+  [[nodiscard]] static Region create_shared(std::string_view name, std::size_t bytes,
+                                            std::uint32_t mode = 0600);
+
+  // Maps all of the existing shared-memory object `name` (its size as it is now; a size of 0,
+  // which a creator that has not sized it yet leaves, gives an empty region). Throws
+  // std::invalid_argument for an invalid name, SharedMemoryError with ENOENT when there is no
+  // such object and EACCES when this process may not open it with `access`. Thread-safe.
+  [[nodiscard]] static Region attach_shared(std::string_view name,
+                                            Access access = Access::kReadWrite);
 
   Region(Region&& other) noexcept;
   Region& operator=(Region&& other) noexcept;
@@ -28,15 +71,49 @@ class Region {
   [[nodiscard]] std::byte* data() const noexcept { return base_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
 
+  // The shared-memory name; empty for private regions.
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] bool is_shared() const noexcept { return !name_.empty(); }
+  // Whether destroying the region removes its name (created here, not kept, not yet removed).
+  [[nodiscard]] bool owns_name() const noexcept { return owns_name_; }
+  // Permission bits and owner of the shared-memory object when it was opened (0 for private).
+  [[nodiscard]] std::uint32_t mode() const noexcept { return mode_; }
+  [[nodiscard]] std::uint32_t owner_uid() const noexcept { return owner_uid_; }
+
+  // Removes the name now, if this region owns it; the mapping stays valid and other processes
+  // keep theirs, but no process can attach any more. Returns whether it removed it. Not
+  // thread-safe (call it from one thread).
+  bool unlink_name() noexcept;
+  // Leaves the name in place when the region is destroyed. Not thread-safe.
+  void keep_name() noexcept { owns_name_ = false; }
+
  private:
   Region(std::byte* base, std::size_t size) noexcept : base_(base), size_(size) {}
   void release() noexcept;
 
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
+  std::string name_;
+  bool owns_name_ = false;
+  std::int64_t creator_pid_ = 0;
+  std::uint32_t mode_ = 0;
+  std::uint32_t owner_uid_ = 0;
 };
 
 // Physical memory of this machine in bytes (0 if the OS does not say).
 [[nodiscard]] std::size_t physical_memory_bytes() noexcept;
+
+// Throws std::invalid_argument, saying why, unless `name` is a valid shared-memory name.
+void validate_shared_name(std::string_view name);
+
+// Removes the shared-memory object `name`; processes that map it keep their mappings. Throws
+// std::invalid_argument for an invalid name and SharedMemoryError (ENOENT, EACCES, ...).
+// Thread-safe.
+void unlink_shared(std::string_view name);
+
+// The names of every shared-memory object this process can see, sorted (replay buffers and
+// anything else). Linux only (kCanListShared); elsewhere throws std::runtime_error saying so.
+// Thread-safe.
+[[nodiscard]] std::vector<std::string> list_shared();
 
 }  // namespace replay_buffer

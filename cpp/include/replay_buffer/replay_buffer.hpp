@@ -8,11 +8,15 @@
 #include <cstring>
 #include <span>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "replay_buffer/buffer.hpp"
 #include "replay_buffer/dtype.hpp"
+#include "replay_buffer/errors.hpp"
 #include "replay_buffer/schema.hpp"
 
 namespace replay_buffer {
@@ -80,16 +84,24 @@ class ReplayBuffer {
   using TransitionType = Transition<Observation, Action>;
 
   // Fields: observation, action, reward (float32), next_observation, done (bool).
-  explicit ReplayBuffer(const BufferConfig& config)
-      : buffer_(Schema({field_for<Observation>("observation"), field_for<Action>("action"),
-                        field_for<float>("reward"), field_for<Observation>("next_observation"),
-                        field_for<bool>("done")}),
-                BufferOptions{.capacity = config.capacity,
-                              .seed = config.seed,
-                              .strategy = config.strategy,
-                              .alpha = config.alpha,
-                              .beta = config.beta,
-                              .eps = config.eps}) {}
+  explicit ReplayBuffer(const BufferConfig& config) : buffer_(schema(), options(config)) {}
+
+  // The same, in a new named shared-memory region that other processes attach to (see Buffer).
+  ReplayBuffer(const BufferConfig& config, const SharedMemory& shared)
+      : buffer_(schema(), options(config), shared) {}
+
+  // Attaches to the shared buffer `name` made by a ReplayBuffer of the same Observation and
+  // Action types (in any process). Throws as Buffer::attach, and InvalidRegionError when the
+  // region's fields are not this type's.
+  [[nodiscard]] static ReplayBuffer attach(std::string_view name) {
+    Buffer buffer = Buffer::attach(name);
+    if (buffer.schema() != schema()) {
+      throw InvalidRegionError("shared buffer '" + std::string(name) + "' holds fields (" +
+                               buffer.schema().field_names() +
+                               ") of other types than this ReplayBuffer's");
+    }
+    return ReplayBuffer(std::move(buffer));
+  }
 
   // Thread-safe and lock-free (see Buffer::add).
   void add(const TransitionType& t) {
@@ -155,6 +167,22 @@ class ReplayBuffer {
   [[nodiscard]] Buffer& buffer() noexcept { return buffer_; }
 
  private:
+  explicit ReplayBuffer(Buffer buffer) : buffer_(std::move(buffer)) {}
+
+  static Schema schema() {
+    return Schema({field_for<Observation>("observation"), field_for<Action>("action"),
+                   field_for<float>("reward"), field_for<Observation>("next_observation"),
+                   field_for<bool>("done")});
+  }
+  static BufferOptions options(const BufferConfig& config) {
+    return {.capacity = config.capacity,
+            .seed = config.seed,
+            .strategy = config.strategy,
+            .alpha = config.alpha,
+            .beta = config.beta,
+            .eps = config.eps};
+  }
+
   struct Columns {
     explicit Columns(std::size_t n)
         : observation(n), action(n), reward(n), next_observation(n), done(n) {}

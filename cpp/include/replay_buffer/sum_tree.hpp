@@ -26,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <span>
+#include <string>
 
 #include "replay_buffer/random.hpp"
 
@@ -91,6 +92,11 @@ class SumTree {
   // half-updated (a process that died holding the lock), in which a walk could end on a
   // zero-priority leaf (never one >= capacity()). Caller holds the lock.
   void rebuild() noexcept;
+
+  // A description of the first value that differs from what rebuild() would make it (a sum, min
+  // or max, padding that is not 0, a priority that is negative or not finite), or empty when the
+  // tree is exactly consistent. O(n). Caller holds the lock.
+  [[nodiscard]] std::string check() const;
 
  private:
   // 8^21 > 2^63, so a size_t capacity never needs more levels.

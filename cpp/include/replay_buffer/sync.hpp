@@ -1,11 +1,16 @@
 // The synchronisation primitives of the library, all in one place.
 //
 // Each slot of the ring has a 32-bit sequence word. A writer of lap L (the L-th time the ring
-// wraps onto that slot since the last clear) moves the word to writing(L) (odd), copies the row,
-// then stores published(L) (even). A reader loads the word, copies the row, and loads the word
-// again: if both loads saw the same even word, the copy is a whole row of lap L. Laps are kept
-// modulo 2^31 and compared with serial-number arithmetic, which is exact while a reader's or
-// writer's view is less than 2^30 laps stale.
+// wraps onto that slot since the last clear) moves the word to writing_by(its writer id) (odd),
+// copies the row, then stores published(L) (even). A reader loads the word, copies the row, and
+// loads the word again: if both loads saw the same even word, the copy is a whole row of lap L.
+// Laps are kept modulo 2^31 and compared with serial-number arithmetic, which is exact while a
+// reader's or writer's view is less than 2^30 laps stale.
+//
+// The odd word names its writer rather than its lap so that, in a buffer shared between
+// processes, a writer that finds a slot held for long can look the holder up in the region's
+// writer registry and take the slot over if that process died mid-copy (writers.hpp). Nothing
+// reads a lap from an odd word: readers only test oddness, writers wait or take over.
 #pragma once
 
 #include <pthread.h>
@@ -19,19 +24,30 @@
 namespace replay_buffer::sync {
 
 using SeqWord = std::uint32_t;
+// Who holds a slot mid-write: 0 in private buffers (every writer is a thread of the one process
+// that maps it), an id from the writer registry in shared ones. 31 bits.
+using WriterId = std::uint32_t;
+
+inline constexpr WriterId kPrivateWriter = 0;
+// The largest id a registry hands out; 0x7FFF'FFFF is kept for kAbandoned.
+inline constexpr WriterId kMaxWriterId = 0x7FFF'FFFEu;
 
 // A fresh slot reads as "lap -1 published": older than any lap a writer can hold.
 inline constexpr SeqWord kUnwritten = 0xFFFF'FFFEu;
+// A slot whose writer died mid-copy, retired by a sampler so that it stops drawing it: odd, so
+// readers skip it; the next writer of the slot takes it over at once.
+inline constexpr SeqWord kAbandoned = 0xFFFF'FFFFu;
 
 [[nodiscard]] constexpr SeqWord published(std::uint64_t lap) noexcept {
   return static_cast<SeqWord>(lap << 1);
 }
-[[nodiscard]] constexpr SeqWord writing(std::uint64_t lap) noexcept {
-  return static_cast<SeqWord>(lap << 1) | 1u;
+[[nodiscard]] constexpr SeqWord writing_by(WriterId writer) noexcept {
+  return static_cast<SeqWord>(writer << 1) | 1u;
 }
+[[nodiscard]] constexpr WriterId writer_of(SeqWord word) noexcept { return word >> 1; }
 [[nodiscard]] constexpr bool is_writing(SeqWord word) noexcept { return (word & 1u) != 0; }
 
-// How many laps the row in `word` lies behind `lap` (negative: ahead of it).
+// How many laps the row in the published (even) `word` lies behind `lap` (negative: ahead of it).
 [[nodiscard]] constexpr std::int64_t laps_behind(SeqWord word, std::uint64_t lap) noexcept {
   const auto diff = static_cast<std::int32_t>(published(lap) - (word & ~1u));
   return diff / 2;
@@ -56,20 +72,55 @@ inline void cpu_relax() noexcept {
 class Backoff {
  public:
   void wait() noexcept {
-    if (++spins_ < 64) {
+    if (++spins_ < kSpins) {
       cpu_relax();
     } else {
       std::this_thread::yield();
     }
   }
+  // Waits so far; a live holder releases within kSpins in all but contended cases.
+  [[nodiscard]] unsigned spins() const noexcept { return spins_; }
+
+  static constexpr unsigned kSpins = 64;
 
  private:
   unsigned spins_ = 0;
 };
 
-// A mutex that lives inside a region, so every process mapping the region shares it. Where the
-// OS has robust mutexes (Linux), a holder that dies does not leave it locked forever: the next
-// locker gets it and is told, so it can repair what the dead holder was changing.
+// A lock word in a region held by a process id: the tree lock where the OS has no robust mutexes
+// (macOS). lock() CASes the word from 0 to the caller's pid; a waiter that has waited a
+// millisecond asks the OS whether the holder still runs and, if it died, takes the word over
+// from it with a CAS and reports that the state it guards needs repair. Threads of one process
+// exclude each other too (the word is held, whoever holds it) but are never judged dead. A pid
+// reused by a new process after the holder died makes the holder look alive (Linux compares start
+// times; other systems cannot), so the lock then waits for that process to end. Compiled and
+// tested everywhere; RegionMutex uses it only where robust mutexes are missing.
+class PidLock {
+ public:
+  // Sets the lock free; only the region's creator calls it, once. Not thread-safe.
+  void init() noexcept { owner_ = 0; }
+  // Blocks until held. Returns true when it was taken over from a holder that died holding it.
+  // Thread- and process-safe.
+  [[nodiscard]] bool lock() noexcept;
+  // Thread- and process-safe; only the holder calls it.
+  void unlock() noexcept;
+  // The holder's pid, 0 when free. Thread- and process-safe (a snapshot).
+  [[nodiscard]] std::int64_t holder() const noexcept;
+
+ private:
+  std::uint64_t owner_ = 0;  // atomic: the holder's pid, 0 when free
+};
+
+#if defined(__linux__)
+#define REPLAY_BUFFER_ROBUST_MUTEX 1
+#else
+#define REPLAY_BUFFER_ROBUST_MUTEX 0
+#endif
+
+// A mutex that lives inside a region, so every process mapping the region shares it. A holder that
+// dies does not leave it locked forever: the next locker gets it and is told, so it can repair
+// what the dead holder was changing. A process-shared robust pthread mutex where the OS has them
+// (Linux), a PidLock elsewhere (macOS).
 class RegionMutex {
  public:
   // Sets up the mutex in place; only the region's creator calls it, once. Not thread-safe.
@@ -81,7 +132,11 @@ class RegionMutex {
   void unlock() noexcept;
 
  private:
+#if REPLAY_BUFFER_ROBUST_MUTEX
   pthread_mutex_t mutex_;
+#else
+  PidLock mutex_;
+#endif
 };
 
 // Holds a RegionMutex for a scope; runs `repair` first when the previous holder had died.
