@@ -1,4 +1,8 @@
-"""The ``replay-buffer`` command: ``demo`` shows the buffer at work, ``bench`` compares it."""
+"""The ``replay-buffer`` command.
+
+``demo`` shows the buffer at work, ``bench`` compares it with peer libraries, ``serve`` serves it
+over sockets.
+"""
 
 from __future__ import annotations
 
@@ -54,15 +58,20 @@ def main(argv: list[str] | None = None) -> None:
     demo_parser.add_argument("--capacity", type=int, default=100_000)
     demo_parser.add_argument("--batch-size", type=int, default=32)
     sub.add_parser("bench", help="benchmark against peer libraries (see --help)", add_help=False)
+    sub.add_parser("serve", help="serve a buffer over Unix or TCP sockets", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         demo(args.capacity, args.batch_size)
-    else:
+    elif args.command == "bench":
         from replay_buffer import bench
 
         bench.main(rest)
+    else:
+        from replay_buffer.service import cli as service_cli
+
+        raise SystemExit(service_cli.main(rest))
 
 
 if __name__ == "__main__":
