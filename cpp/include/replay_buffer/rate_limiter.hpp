@@ -1,0 +1,118 @@
+// When inserts and samples may proceed: a minimum size before sampling, and optionally a target
+// ratio of sampled transitions to inserted ones, held within a tolerance (as Reverb's MinSize and
+// SampleToInsertRatio limiters).
+//
+// With samples_per_insert = r, min_size_to_sample = m and error_buffer = e, let
+//   diff = inserts * r - samples,  offset = m * r.
+// A sample of n transitions may proceed when size >= m and diff - n >= offset - e; an insert of n
+// when inserts + n <= m (filling up to the minimum is never held back) or diff + n * r <=
+// offset + e. So over a run, samples ~ r * inserts, never more than e away from it once the
+// buffer holds m. Counters are monotonic and shared (they live in the region), so the same rule
+// holds across threads and processes.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace replay_buffer {
+
+struct RateLimit {
+  // Samples wait until the buffer holds this many transitions; 0 never waits (and sampling an
+  // empty buffer raises at once).
+  std::uint64_t min_size_to_sample = 0;
+  // Target sampled transitions per inserted one; 0 leaves the ratio free.
+  double samples_per_insert = 0.0;
+  // How far samples may run ahead of or behind samples_per_insert * inserts.
+  double error_buffer = 0.0;
+  // How long a held-back call waits before it fails; negative waits for ever.
+  double timeout_seconds = 60.0;
+
+  [[nodiscard]] bool limits_ratio() const noexcept { return samples_per_insert > 0.0; }
+  [[nodiscard]] bool enabled() const noexcept { return min_size_to_sample > 0 || limits_ratio(); }
+
+  // Throws std::invalid_argument for a negative or non-finite ratio, a ratio without room for one
+  // insert and one sample (error_buffer < max(1, samples_per_insert)), or a NaN timeout.
+  void validate() const {
+    if (!std::isfinite(samples_per_insert) || samples_per_insert < 0.0) {
+      throw std::invalid_argument("samples_per_insert must be finite and >= 0, got " +
+                                  std::to_string(samples_per_insert));
+    }
+    if (!std::isfinite(error_buffer) || error_buffer < 0.0) {
+      throw std::invalid_argument("error_buffer must be finite and >= 0, got " +
+                                  std::to_string(error_buffer));
+    }
+    const double least = samples_per_insert > 1.0 ? samples_per_insert : 1.0;
+    if (limits_ratio() && error_buffer < least) {
+      throw std::invalid_argument(
+          "error_buffer must be at least max(1, samples_per_insert) = " + std::to_string(least) +
+          " so that inserts and samples can both "
+          "proceed; got " +
+          std::to_string(error_buffer));
+    }
+    if (std::isnan(timeout_seconds)) throw std::invalid_argument("timeout must not be NaN");
+  }
+
+  [[nodiscard]] bool can_insert(std::uint64_t inserts, std::uint64_t samples,
+                                std::size_t count) const noexcept {
+    if (!limits_ratio() || inserts + count <= min_size_to_sample) return true;
+    const double diff =
+        static_cast<double>(inserts + count) * samples_per_insert - static_cast<double>(samples);
+    return diff <= offset() + error_buffer;
+  }
+
+  [[nodiscard]] bool can_sample(std::size_t size, std::uint64_t inserts, std::uint64_t samples,
+                                std::size_t count) const noexcept {
+    if (size < min_size_to_sample || size == 0) return false;
+    if (!limits_ratio()) return true;
+    const double diff =
+        static_cast<double>(inserts) * samples_per_insert - static_cast<double>(samples + count);
+    return diff >= offset() - error_buffer;
+  }
+
+  // Whether a call of `count` could ever proceed: the tolerance band is 2 * error_buffer wide, so
+  // a batch of more samples (or of inserts worth more samples) than that would wait for ever.
+  void check_batch(std::size_t count, bool sampling) const {
+    if (!limits_ratio()) return;
+    const double span =
+        sampling ? static_cast<double>(count) : static_cast<double>(count) * samples_per_insert;
+    if (span > 2.0 * error_buffer) {
+      throw std::invalid_argument(
+          std::string(sampling ? "a sample of " : "an insert of ") + std::to_string(count) +
+          " can never satisfy the rate limiter: it moves the sample/insert balance by " +
+          std::to_string(span) + ", more than 2 * error_buffer = " +
+          std::to_string(2.0 * error_buffer) + "; raise error_buffer or use smaller batches");
+    }
+  }
+
+ private:
+  [[nodiscard]] double offset() const noexcept {
+    return static_cast<double>(min_size_to_sample) * samples_per_insert;
+  }
+};
+
+// Calls `attempt` until it returns true or `timeout_seconds` pass (negative: no deadline),
+// sleeping a little longer each time (50 us up to 1 ms): the condition changes when another
+// thread or process inserts or samples, which this one cannot be woken by across processes.
+// Returns whether `attempt` succeeded.
+template <typename Attempt>
+[[nodiscard]] bool retry_until(Attempt&& attempt, double timeout_seconds) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    if (attempt()) return true;
+    if (timeout_seconds >= 0.0 &&
+        std::chrono::duration<double>(Clock::now() - start).count() >= timeout_seconds) {
+      return false;
+    }
+    std::this_thread::sleep_for(pause);
+    if (pause < std::chrono::milliseconds(1)) pause *= 2;
+  }
+}
+
+}  // namespace replay_buffer
