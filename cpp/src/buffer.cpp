@@ -252,6 +252,7 @@ bool Buffer::begin_write(std::size_t slot, std::uint64_t lap, sync::SeqWord mine
         if (word.compare_exchange_strong(current, mine, std::memory_order_acquire,
                                          std::memory_order_relaxed)) {
           std::atomic_thread_fence(std::memory_order_release);
+          sync::counter_ref(counters_->takeovers).fetch_add(1, std::memory_order_relaxed);
           return true;
         }
         continue;  // someone else took it over first; `current` is what they wrote
@@ -675,9 +676,11 @@ ConsistencyReport Buffer::check_consistency() {
       }
     }
   }
+  report.takeovers = sync::counter_ref(counters_->takeovers).load(std::memory_order_relaxed);
   if (priorities_) {
     PriorityIndex::Locked locked(*priorities_);
     report.repaired = locked.repaired();
+    report.repairs = locked.repairs();
     if (const std::string problem = locked.check(); !problem.empty()) throw fail(problem);
   }
   return report;

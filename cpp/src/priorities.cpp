@@ -56,6 +56,7 @@ PriorityIndex::Locked::Locked(PriorityIndex& index)
         // The previous holder died mid-change: sums may disagree with the priorities, and the
         // rank order may be half written. Both are rebuilt from the priorities themselves.
         repaired_ = true;
+        ++index.control_->repairs;
         index.tree_.rebuild();
         index.control_->sorted_count = 0;
         index.control_->changes_since_sort = std::numeric_limits<std::uint64_t>::max() / 2;

@@ -151,6 +151,7 @@ TEST(RegionMutex, TreesAreRepairedAfterTheirLockHolderDied) {
   EXPECT_EQ(*locked, 1);
   const ConsistencyReport report = buffer.check_consistency();
   EXPECT_TRUE(report.repaired);
+  EXPECT_EQ(report.repairs, 1u);
   std::vector<double> stored(1);
   buffer.priorities(std::vector<std::uint64_t>{0}, stored);
   EXPECT_EQ(stored[0], 5.0);

@@ -192,6 +192,7 @@ TEST(DeadWriters, TheNextWriterTakesTheSlotOver) {
   const ConsistencyReport report = f.buffer.check_consistency();
   EXPECT_EQ(report.readable, 8u);
   EXPECT_EQ(report.abandoned, 0u);
+  EXPECT_EQ(report.takeovers, 2u);
   for (const std::int64_t id : f.sample(256)) EXPECT_GE(id, 8);
   reap(child);
   ::alarm(0);

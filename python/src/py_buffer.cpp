@@ -387,6 +387,8 @@ py::dict PyBuffer::check_consistency() {
   out["abandoned"] = report.abandoned;
   out["unwritten"] = report.unwritten;
   out["repaired"] = report.repaired;
+  out["takeovers"] = report.takeovers;
+  out["repairs"] = report.repairs;
   return out;
 }
 

@@ -110,19 +110,22 @@ def busy(name: str, kind: str, seed: int, inherited=None) -> None:
             buffer.add_batch(**rows(np.arange(first, first + n)))
             first += n
         else:
-            batch = buffer.sample(64)
+            # Large batches keep the priority lock held for a while: kills land mid-update.
+            batch = buffer.sample(512)
             if torn(batch):
                 os._exit(3)
             buffer.update_priorities(batch["indices"], priorities=priority_of(batch["id"]))
 
 
-def steady_writer(name: str, count: int) -> None:
-    """A writer that must finish: it shares the buffer with processes killed mid-write."""
+def steady_writer(name: str, stop, progress) -> None:
+    """A writer that must keep going while processes sharing the buffer die mid-write."""
     buffer = ReplayBuffer.attach(name)
     first = 5 * 10**12
-    for begin in range(first, first + count, 4):
-        buffer.add_batch(**rows(np.arange(begin, begin + 4)))
-        buffer.add(**{k: v[0] for k, v in rows([begin]).items()})
+    while not stop.is_set():
+        buffer.add_batch(**rows(np.arange(first, first + 4)))
+        buffer.add(**{k: v[0] for k, v in rows([first + 4]).items()})
+        first += 5
+        progress.value += 1
     buffer.close()
 
 

@@ -129,7 +129,7 @@ def _attach_as_nobody(name, result):
 def test_attaching_without_permission_raises_permission_error(shm_name):
     with s.make(shm_name):
         result = FORK.Queue()
-        p = FORK.Process(target=_attach_as_nobody, args=(shm_name, result))
+        p = FORK.Process(target=_attach_as_nobody, args=(shm_name, result), daemon=True)
         p.start()
         message = result.get(timeout=10)
         p.join()
@@ -220,6 +220,8 @@ def test_consistency_check_reports_slot_states(shm_name):
             "abandoned": 0,
             "unwritten": 6,
             "repaired": False,
+            "takeovers": 0,
+            "repairs": 0,
         }
 
 
@@ -244,11 +246,14 @@ def test_one_writer_many_readers(shm_name, ctx):
         buffer.add_batch(**s.rows(np.arange(16)))
         start, stop, queue = ctx.Barrier(4), ctx.Event(), ctx.Queue()
         readers = [
-            ctx.Process(target=s.reader, args=(shm_name, 200, queue, start, stop)) for _ in range(3)
+            ctx.Process(target=s.reader, args=(shm_name, 200, queue, start, stop), daemon=True)
+            for _ in range(3)
         ]
         for p in readers:
             p.start()
-        buffer_writer = ctx.Process(target=s.writer, args=(shm_name, 16, 20_000, 1, start))
+        buffer_writer = ctx.Process(
+            target=s.writer, args=(shm_name, 16, 20_000, 1, start), daemon=True
+        )
         buffer_writer.start()
         buffer_writer.join(60)
         stop.set()
@@ -268,10 +273,14 @@ def test_many_writers_one_reader(shm_name):
         buffer.add_batch(**s.rows(np.arange(32)))
         start, stop, queue = FORK.Barrier(4), FORK.Event(), FORK.Queue()
         writers = [
-            FORK.Process(target=s.writer, args=(shm_name, (w + 1) * 10**6, 6000, batch, start))
+            FORK.Process(
+                target=s.writer, args=(shm_name, (w + 1) * 10**6, 6000, batch, start), daemon=True
+            )
             for w, batch in enumerate([1, 7, 40])
         ]
-        reader = FORK.Process(target=s.reader, args=(shm_name, 200, queue, start, stop))
+        reader = FORK.Process(
+            target=s.reader, args=(shm_name, 200, queue, start, stop), daemon=True
+        )
         reader.start()
         run(writers)
         stop.set()
@@ -291,7 +300,7 @@ def test_readers_attach_and_detach_while_writers_run(shm_name):
         buffer.add_batch(**s.rows(np.arange(64)))
         queue = FORK.Queue()
         writers = [
-            FORK.Process(target=s.writer, args=(shm_name, (w + 1) * 10**6, 30_000, 3))
+            FORK.Process(target=s.writer, args=(shm_name, (w + 1) * 10**6, 30_000, 3), daemon=True)
             for w in range(2)
         ]
         for p in writers:
@@ -299,7 +308,7 @@ def test_readers_attach_and_detach_while_writers_run(shm_name):
         # Readers come and go (attach, sample, close) while the writers run, and again after.
         rounds = 0
         while any(p.is_alive() for p in writers) or rounds < 3:
-            p = FORK.Process(target=s.reader, args=(shm_name, 20, queue))
+            p = FORK.Process(target=s.reader, args=(shm_name, 20, queue), daemon=True)
             p.start()
             p.join(30)
             assert p.exitcode == 0
@@ -335,7 +344,7 @@ def test_unrelated_processes_started_from_a_shell(shm_name):
 @pytest.mark.parametrize("keep", [False, True], ids=["removed", "kept"])
 def test_the_creator_exits_first(shm_name, keep):
     ready, release = FORK.Event(), FORK.Event()
-    creator = FORK.Process(target=s.creator, args=(shm_name, keep, ready, release))
+    creator = FORK.Process(target=s.creator, args=(shm_name, keep, ready, release), daemon=True)
     creator.start()
     assert ready.wait(30)
     attached = ReplayBuffer.attach(shm_name)
@@ -359,7 +368,7 @@ def test_the_creator_exits_first(shm_name, keep):
 
 def test_a_crashed_creator_leaves_a_region_that_can_be_reopened_and_removed(shm_name):
     ready = FORK.Event()
-    creator = FORK.Process(target=s.crashing_creator, args=(shm_name, ready))
+    creator = FORK.Process(target=s.crashing_creator, args=(shm_name, ready), daemon=True)
     creator.start()
     creator.join(30)
     assert creator.exitcode == -signal.SIGKILL
@@ -373,7 +382,7 @@ def test_a_crashed_creator_leaves_a_region_that_can_be_reopened_and_removed(shm_
 
 def test_buffers_pass_to_spawned_processes_by_name(shm_name):
     with s.make(shm_name) as buffer:
-        p = SPAWN.Process(target=s.writer_into, args=(buffer, 500))
+        p = SPAWN.Process(target=s.writer_into, args=(buffer, 500), daemon=True)
         p.start()
         p.join(60)
         assert p.exitcode == 0
@@ -385,11 +394,12 @@ def test_prioritized_updates_never_reach_another_occupant(shm_name):
         buffer.add_batch(**s.rows(np.arange(64)))  # id == key from here on: one actor
         start, stop, queue = FORK.Barrier(3), FORK.Event(), FORK.Queue()
         learners = [
-            FORK.Process(target=s.learner, args=(shm_name, stop, queue, start)) for _ in range(2)
+            FORK.Process(target=s.learner, args=(shm_name, stop, queue, start), daemon=True)
+            for _ in range(2)
         ]
         for p in learners:
             p.start()
-        actor = FORK.Process(target=s.writer, args=(shm_name, 64, 40_000, 4, start))
+        actor = FORK.Process(target=s.writer, args=(shm_name, 64, 40_000, 4, start), daemon=True)
         actor.start()
         actor.join(60)
         stop.set()

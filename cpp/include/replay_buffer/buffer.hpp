@@ -70,6 +70,10 @@ struct ConsistencyReport {
   std::size_t abandoned = 0;      // left mid-write by a writer that died, awaiting the next writer
   std::size_t unwritten = 0;      // never written since the last clear
   bool repaired = false;          // the priority lock's previous holder had died: trees rebuilt
+  // Since the region was made: slots taken over from writers that died mid-write, and priority
+  // lock acquisitions that found the holder dead and rebuilt the trees.
+  std::uint64_t takeovers = 0;
+  std::uint64_t repairs = 0;
 };
 
 // One field's bytes for `n` consecutive rows, in the field's dtype, C order.

@@ -84,6 +84,7 @@ struct Counters {
   alignas(kAlignment) std::uint64_t base_key;       // next_key at the last clear (atomic)
   alignas(kAlignment) std::uint64_t sample_stream;  // sample calls so far, seeds their RNG (atomic)
   std::uint64_t beta_bits;                          // the current beta, a double's bits (atomic)
+  std::uint64_t takeovers;  // slots taken over from writers that died mid-write (atomic)
 };
 
 // The lock of the priority structures and the rank order's bookkeeping, both guarded by it.
@@ -91,6 +92,7 @@ struct PriorityControl {
   sync::RegionMutex lock;
   std::uint64_t sorted_count;        // slots the rank order held when last sorted
   std::uint64_t changes_since_sort;  // priorities set since then
+  std::uint64_t repairs;             // times a locker found the holder dead and rebuilt
 };
 
 // One entry of a shared region's writer registry (writers.hpp). Every word is accessed atomically.

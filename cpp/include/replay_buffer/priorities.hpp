@@ -80,6 +80,8 @@ class PriorityIndex {
     [[nodiscard]] std::string check() const;
     // Whether taking the lock found its previous holder dead and repaired the structures.
     [[nodiscard]] bool repaired() const noexcept { return repaired_; }
+    // How many times that has happened since the region was made.
+    [[nodiscard]] std::uint64_t repairs() const noexcept { return index_.control_->repairs; }
 
    private:
     void sort_ranks(std::size_t size);
