@@ -1,7 +1,7 @@
 """The ``replay-buffer`` command.
 
 ``demo`` shows the buffer at work, ``bench`` compares it with peer libraries, ``serve`` serves it
-over sockets.
+over sockets, ``shm`` lists, inspects and removes shared-memory buffers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from replay_buffer import BufferConfig, ReplayBuffer
+from replay_buffer import BufferConfig, ReplayBuffer, shm_cli
 
 
 def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
@@ -59,11 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     demo_parser.add_argument("--batch-size", type=int, default=32)
     sub.add_parser("bench", help="benchmark against peer libraries (see --help)", add_help=False)
     sub.add_parser("serve", help="serve a buffer over Unix or TCP sockets", add_help=False)
+    shm_parser = sub.add_parser("shm", help="list, inspect and remove shared-memory buffers")
+    shm_cli.add_arguments(shm_parser)
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("demo", "shm") and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         demo(args.capacity, args.batch_size)
+    elif args.command == "shm":
+        raise SystemExit(shm_cli.run(args))
     elif args.command == "bench":
         from replay_buffer import bench
 

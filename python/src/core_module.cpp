@@ -2,6 +2,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+
 #include "py_buffer.hpp"
 #include "replay_buffer/errors.hpp"
 #include "replay_buffer/region.hpp"
@@ -111,6 +113,18 @@ PYBIND11_MODULE(_core, m) {
         "InvalidRegionError for a region that is not a usable replay buffer.");
   m.def("shm_unlink", &rb::unlink_shared, py::arg("name"),
         "Remove the shared-memory name; processes that map it keep working.");
+  m.attr("REGION_MAGIC") = rb::kRegionMagic;
+  m.def(
+      "shm_magic",
+      [](const std::string& name) {
+        const rb::Region region = rb::Region::attach_shared(name, rb::Region::Access::kReadOnly);
+        std::uint64_t magic = 0;
+        if (region.size() >= sizeof(magic)) std::memcpy(&magic, region.data(), sizeof(magic));
+        return magic;
+      },
+      py::arg("name"),
+      "The first 8 bytes of a shared-memory object, read-only: REGION_MAGIC for a replay buffer, "
+      "0 for one still being initialised (or anything else that starts with zeros).");
 
   py::class_<PyBuffer>(m, "Buffer")
       .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,

@@ -48,3 +48,12 @@ def shm_name():
         _core.shm_unlink(name)
     except FileNotFoundError:
         pass
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_shared_memory_left_behind():
+    """Fail the run if any test left a shared-memory region of this run in /dev/shm."""
+    yield
+    if os.path.isdir("/dev/shm"):
+        left = [name for name in os.listdir("/dev/shm") if name.startswith(SHM_PREFIX)]
+        assert not left, f"shared-memory regions left behind: {left}"
