@@ -19,6 +19,8 @@ namespace {
 // Holders keep them for microseconds; the question costs a few system calls.
 constexpr auto kLivenessInterval = std::chrono::milliseconds(1);
 
+[[maybe_unused]] constexpr int kSpinsBeforeSleeping = 200;
+
 }  // namespace
 
 bool PidLock::lock() noexcept {
@@ -78,7 +80,14 @@ void RegionMutex::init() {
 }
 
 bool RegionMutex::lock() {
-  const int rc = pthread_mutex_lock(&mutex_);
+  // Holders keep the lock for microseconds: spinning briefly first spares most waiters a futex
+  // sleep and wake-up, which cost more than the critical section.
+  int rc = EBUSY;
+  for (int spin = 0; spin < kSpinsBeforeSleeping && rc == EBUSY; ++spin) {
+    rc = pthread_mutex_trylock(&mutex_);
+    if (rc == EBUSY) cpu_relax();
+  }
+  if (rc == EBUSY) rc = pthread_mutex_lock(&mutex_);
   if (rc == EOWNERDEAD) {
     check(pthread_mutex_consistent(&mutex_), "pthread_mutex_consistent");
     return true;
