@@ -46,6 +46,7 @@ void check_exponent(const char* name, double value) {
 }
 
 const BufferOptions& checked(const BufferOptions& options) {
+  options.rate_limit.validate();
   check_exponent("alpha", options.alpha);
   check_exponent("beta", options.beta);
   check_exponent("eps", options.eps);
@@ -83,6 +84,7 @@ Buffer::Buffer(Schema schema, BufferOptions options, std::optional<SharedMemory>
   bind_region(options.alpha, options.eps);
   std::fill_n(seq_, capacity_, sync::kUnwritten);
   set_beta(options.beta);
+  header_->rate_limit = options.rate_limit;
   if (priorities_) priorities_->init_region();
   // Last: a process that attaches and reads the magic sees everything above.
   publish_region_header(region_.bytes());
@@ -97,6 +99,11 @@ Buffer::Buffer(Region region, RegionDescription description)
       region_(std::move(region)),
       writer_(std::nullopt) {
   bind_region(description.alpha, description.eps);
+  try {
+    header_->rate_limit.validate();
+  } catch (const std::invalid_argument& e) {
+    throw InvalidRegionError(std::string("the region's rate limit is corrupt: ") + e.what());
+  }
 }
 
 void Buffer::bind_region(double alpha, double eps) {
@@ -187,6 +194,61 @@ void Buffer::insert_priorities(std::size_t first_slot, std::size_t count) {
 
 std::uint64_t Buffer::next_key() const noexcept {
   return sync::counter_ref(counters_->next_key).load(std::memory_order_acquire);
+}
+
+std::uint64_t Buffer::sampled() const noexcept {
+  return sync::counter_ref(counters_->sampled).load(std::memory_order_acquire);
+}
+
+std::uint64_t Buffer::claim_keys(std::size_t count) {
+  auto next = sync::counter_ref(counters_->next_key);
+  const RateLimit& limit = rate_limit();
+  if (!limit.limits_ratio()) return next.fetch_add(count, std::memory_order_acq_rel);
+  limit.check_insert_batch(next.load(std::memory_order_acquire), count);
+  std::uint64_t first = 0;
+  // Check and claim in one compare-exchange, so concurrent adders cannot overshoot together.
+  const bool admitted = retry_until(
+      [&] {
+        first = next.load(std::memory_order_acquire);
+        return limit.can_insert(first, sampled(), count) &&
+               next.compare_exchange_strong(first, first + count, std::memory_order_acq_rel);
+      },
+      limit.timeout_seconds);
+  if (!admitted) {
+    throw RateLimitTimeout(
+        "an add of " + std::to_string(count) + " waited " + std::to_string(limit.timeout_seconds) +
+        " s for samples to catch up (samples_per_insert " +
+        std::to_string(limit.samples_per_insert) + ", " + std::to_string(next_key()) + " added, " +
+        std::to_string(sampled()) + " sampled)");
+  }
+  return first;
+}
+
+void Buffer::admit_sample(std::size_t count) {
+  auto sampled_so_far = sync::counter_ref(counters_->sampled);
+  const RateLimit& limit = rate_limit();
+  if (!limit.enabled()) {
+    sampled_so_far.fetch_add(count, std::memory_order_acq_rel);
+    return;
+  }
+  limit.check_sample_batch(count);
+  const bool admitted = retry_until(
+      [&] {
+        std::uint64_t before = sampled_so_far.load(std::memory_order_acquire);
+        return limit.can_sample(size(), next_key(), before, count) &&
+               sampled_so_far.compare_exchange_strong(before, before + count,
+                                                      std::memory_order_acq_rel);
+      },
+      limit.timeout_seconds);
+  if (!admitted) {
+    throw RateLimitTimeout("a sample of " + std::to_string(count) + " waited " +
+                           std::to_string(limit.timeout_seconds) + " s for the buffer to hold " +
+                           std::to_string(limit.min_size_to_sample) +
+                           " transitions and for adds to keep up (samples_per_insert " +
+                           std::to_string(limit.samples_per_insert) + ", size " +
+                           std::to_string(size()) + ", " + std::to_string(next_key()) + " added, " +
+                           std::to_string(sampled()) + " sampled)");
+  }
 }
 
 Buffer::Snapshot Buffer::snapshot() const noexcept {
@@ -288,7 +350,7 @@ std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   check_inputs(row, 1);
   const sync::SeqWord mine = writer_.word();
   Counters& c = *counters_;
-  const std::uint64_t key = sync::counter_ref(c.next_key).fetch_add(1, std::memory_order_acq_rel);
+  const std::uint64_t key = claim_keys(1);
   const std::uint64_t since_clear =
       key - sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
   const std::uint64_t lap = since_clear / capacity_;
@@ -306,8 +368,7 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
   check_inputs(columns, count);
   const sync::SeqWord mine = writer_.word();
   Counters& c = *counters_;
-  const std::uint64_t first_key =
-      sync::counter_ref(c.next_key).fetch_add(count, std::memory_order_acq_rel);
+  const std::uint64_t first_key = claim_keys(count);
   const std::uint64_t base = sync::counter_ref(c.base_key).load(std::memory_order_relaxed);
   // Rows that the same batch overwrites are never written.
   const std::size_t skipped = count > capacity_ ? count - capacity_ : 0;
@@ -486,6 +547,7 @@ void Buffer::sample(std::size_t batch, std::span<const FieldOut> out, std::span<
                                 std::to_string(weights.size()));
   }
   if (beta) check_exponent("beta", *beta);
+  admit_sample(batch);
   Snapshot snap = snapshot();
   if (snap.size == 0) throw EmptyBufferError("cannot sample from an empty buffer");
   const std::uint64_t stream =

@@ -6,6 +6,10 @@
 #include <chrono>
 #include <stdexcept>
 #include <thread>
+#include <vector>
+
+#include "replay_buffer/buffer.hpp"
+#include "replay_buffer/errors.hpp"
 
 namespace replay_buffer {
 namespace {
@@ -51,11 +55,14 @@ TEST(RateLimit, ValidatesItsSettings) {
 }
 
 TEST(RateLimit, RejectsBatchesThatCouldNeverPass) {
-  const RateLimit limit{.samples_per_insert = 4.0, .error_buffer = 16.0};
-  EXPECT_NO_THROW(limit.check_batch(32, /*sampling=*/true));
-  EXPECT_THROW(limit.check_batch(33, /*sampling=*/true), std::invalid_argument);
-  EXPECT_NO_THROW(limit.check_batch(8, /*sampling=*/false));
-  EXPECT_THROW(limit.check_batch(9, /*sampling=*/false), std::invalid_argument);
+  const RateLimit limit{.min_size_to_sample = 100, .samples_per_insert = 4.0, .error_buffer = 16.0};
+  EXPECT_NO_THROW(limit.check_sample_batch(32));
+  EXPECT_THROW(limit.check_sample_batch(33), std::invalid_argument);
+  EXPECT_NO_THROW(limit.check_insert_batch(0, 100));  // filling to the minimum
+  EXPECT_NO_THROW(limit.check_insert_batch(50, 54));  // 4 past it: 16 <= 16
+  EXPECT_THROW(limit.check_insert_batch(50, 55), std::invalid_argument);
+  EXPECT_NO_THROW(limit.check_insert_batch(500, 8));  // 32 <= 2 * 16
+  EXPECT_THROW(limit.check_insert_batch(500, 9), std::invalid_argument);
 }
 
 TEST(RetryUntil, SucceedsWhenTheConditionTurnsTrue) {
@@ -72,6 +79,97 @@ TEST(RetryUntil, GivesUpAtTheTimeout) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(retry_until([] { return false; }, 0.05));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+}
+
+Buffer limited_buffer(RateLimit limit) {
+  return Buffer(Schema({{"id", DType::kInt64, {}}}), {.capacity = 1000, .rate_limit = limit});
+}
+
+void add_ids(Buffer& buffer, std::size_t count) {
+  const std::vector<std::int64_t> ids(count, 7);
+  const std::array<FieldBytes, 1> columns{std::as_bytes(std::span(ids))};
+  (void)buffer.add_batch(columns, count);
+}
+
+void sample_ids(Buffer& buffer, std::size_t count) {
+  std::vector<std::int64_t> ids(count);
+  const std::array<FieldOut, 1> out{std::as_writable_bytes(std::span(ids))};
+  buffer.sample(count, out, {});
+}
+
+TEST(RateLimitedBuffer, SamplesWaitForTheMinimumSizeThenTimeOut) {
+  Buffer buffer = limited_buffer({.min_size_to_sample = 10, .timeout_seconds = 0.05});
+  add_ids(buffer, 9);
+  EXPECT_THROW(sample_ids(buffer, 1), RateLimitTimeout);
+  EXPECT_EQ(buffer.sampled(), 0u);
+  add_ids(buffer, 1);
+  sample_ids(buffer, 4);
+  EXPECT_EQ(buffer.sampled(), 4u);
+}
+
+TEST(RateLimitedBuffer, AddsWaitForSamplesThenTimeOut) {
+  Buffer buffer = limited_buffer({.min_size_to_sample = 4,
+                                  .samples_per_insert = 2.0,
+                                  .error_buffer = 4.0,
+                                  .timeout_seconds = 0.05});
+  add_ids(buffer, 6);  // diff = 12 - 0 <= offset 8 + 4
+  EXPECT_THROW(add_ids(buffer, 1), RateLimitTimeout);
+  EXPECT_EQ(buffer.next_key(), 6u);  // nothing added
+  sample_ids(buffer, 2);
+  add_ids(buffer, 1);
+  EXPECT_THROW(add_ids(buffer, 5), std::invalid_argument);  // 10 > 2 * error_buffer: never
+  EXPECT_EQ(buffer.next_key(), 7u);
+}
+
+TEST(RateLimitedBuffer, ConcurrentAddersAndSamplersStayWithinTheTolerance) {
+  const RateLimit limit{.min_size_to_sample = 100,
+                        .samples_per_insert = 4.0,
+                        .error_buffer = 64.0,
+                        .timeout_seconds = 0.2};
+  Buffer buffer = limited_buffer(limit);
+  std::atomic<bool> adding{true};
+  std::atomic<std::uint64_t> violations{0};
+  std::thread monitor([&] {
+    while (adding) {
+      // Read samples first: inserts only grow, so the bound checked is never too tight.
+      const double samples = static_cast<double>(buffer.sampled());
+      const double inserts = static_cast<double>(buffer.next_key());
+      if (inserts > 100 && samples > inserts * 4.0 - 400.0 + 64.0) violations.fetch_add(1);
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int added = 0; added < 500;) {
+        try {
+          add_ids(buffer, 4);
+          ++added;
+        } catch (const RateLimitTimeout&) {
+          // Samples fell behind for longer than the timeout: try again.
+        }
+      }
+    });
+  }
+  std::atomic<bool> sampling{true};
+  std::thread sampler([&] {
+    while (sampling) {
+      try {
+        sample_ids(buffer, 16);
+      } catch (const RateLimitTimeout&) {
+        // Caught up with the adds: wait for more.
+      }
+    }
+  });
+  for (auto& t : threads) t.join();
+  // All 4000 adds went through, so samples caught up to within the tolerance.
+  EXPECT_TRUE(retry_until(
+      [&] { return static_cast<double>(buffer.sampled()) >= 4000.0 * 4.0 - 400.0 - 64.0; }, 10.0));
+  sampling = false;
+  adding = false;
+  sampler.join();
+  monitor.join();
+  EXPECT_EQ(violations.load(), 0u);
+  EXPECT_LE(static_cast<double>(buffer.sampled()), 4000.0 * 4.0 - 400.0 + 64.0);
 }
 
 }  // namespace

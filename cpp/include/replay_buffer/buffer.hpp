@@ -36,6 +36,8 @@ struct BufferOptions {
   double alpha = 0.6;
   double beta = 0.4;
   double eps = 1e-6;
+  // When adds and samples wait for each other (rate_limiter.hpp); off by default.
+  RateLimit rate_limit{};
 };
 
 // A buffer in a named shared-memory region (region.hpp has the naming rules).
@@ -138,17 +140,24 @@ class Buffer {
   [[nodiscard]] bool is_full() const noexcept { return size() == capacity_; }
   // Keys handed out since the buffer was made (the next add gets this key). Thread-safe.
   [[nodiscard]] std::uint64_t next_key() const noexcept;
+  // Transitions sampled since the buffer was made (each row of each batch). Thread-safe.
+  [[nodiscard]] std::uint64_t sampled() const noexcept;
+  // The limits adds and samples wait for; fixed when the buffer is made. Thread-safe.
+  [[nodiscard]] const RateLimit& rate_limit() const noexcept { return header_->rate_limit; }
 
   // Appends one transition, overwriting the oldest when full, and returns its key.
   // `row[i]` holds field i's bytes (exactly its row_bytes). Throws std::invalid_argument, leaving
   // the buffer unchanged, on a wrong field count or size.
+  // With a samples-per-insert rate limit, waits until the add keeps samples within the limit's
+  // tolerance, and throws RateLimitTimeout (nothing added) after its timeout.
   // Thread-safe and lock-free; must not overlap clear().
   std::uint64_t add(std::span<const FieldBytes> row);
 
   // Appends `count` transitions; `columns[i]` holds `count` rows of field i. Returns the first key
   // (the rest follow consecutively). When count exceeds capacity only the last `capacity` rows are
   // kept, as if added one by one. Throws std::invalid_argument (buffer unchanged) on a wrong field
-  // count, size, or count == 0. Thread-safe and lock-free; must not overlap clear().
+  // count, size, or count == 0, and waits for the rate limit as add() does (std::invalid_argument
+  // for a batch the limit could never admit). Thread-safe and lock-free; must not overlap clear().
   std::uint64_t add_batch(std::span<const FieldBytes> columns, std::size_t count);
 
   // Draws `batch` transitions with replacement (uniformly, or by priority) and copies each whole
@@ -157,7 +166,10 @@ class Buffer {
   // (N * P(i))^-beta / max_j (N * P(j))^-beta into `weights` (size `batch`, or empty), with
   // `beta` overriding the buffer's for this call. Throws EmptyBufferError when empty,
   // std::invalid_argument on batch == 0, a wrong field count or size, weights or beta asked of a
-  // uniform buffer, or a bad beta. Thread-safe; uniform sampling is lock-free, prioritized takes
+  // uniform buffer, or a bad beta. With a rate limit, first waits until the buffer holds
+  // min_size_to_sample transitions and the batch keeps samples within the ratio's tolerance, and
+  // throws RateLimitTimeout after its timeout (EmptyBufferError is then never thrown).
+  // Thread-safe; uniform sampling is lock-free, prioritized takes
   // the priority lock once per batch (copies happen outside it). Only ever returns rows as one
   // add wrote them.
   void sample(std::size_t batch, std::span<const FieldOut> out, std::span<std::uint64_t> keys,
@@ -216,6 +228,10 @@ class Buffer {
   Buffer(Schema schema, BufferOptions options, std::optional<SharedMemory> shared);
   // Resolves the pointers into the region, and the priority and writer views.
   void bind_region(double alpha, double eps);
+  // Hands out `count` consecutive keys, after the rate limit admits them.
+  [[nodiscard]] std::uint64_t claim_keys(std::size_t count);
+  // Counts `count` sampled transitions, after the rate limit admits them.
+  void admit_sample(std::size_t count);
 
   [[nodiscard]] Snapshot snapshot() const noexcept;
 

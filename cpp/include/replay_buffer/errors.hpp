@@ -54,4 +54,10 @@ class InvalidRegionError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An insert or sample that the rate limiter held back for longer than its timeout.
+class RateLimitTimeout : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace replay_buffer

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "replay_buffer/rate_limiter.hpp"
 #include "replay_buffer/schema.hpp"
 #include "replay_buffer/strategy.hpp"
 #include "replay_buffer/sync.hpp"
@@ -75,6 +76,8 @@ struct alignas(kAlignment) RegionHeader {
   std::uint64_t creator_start_time;
   std::uint64_t creator_pid_namespace;
   std::uint64_t created_unix_ns;
+  // Fixed at creation, so every process attached to the region applies the same limits.
+  RateLimit rate_limit;
 };
 
 // Words changed by every add or sample: each on its own cache line so that writers bumping
@@ -85,6 +88,7 @@ struct Counters {
   alignas(kAlignment) std::uint64_t sample_stream;  // sample calls so far, seeds their RNG (atomic)
   std::uint64_t beta_bits;                          // the current beta, a double's bits (atomic)
   std::uint64_t takeovers;  // slots taken over from writers that died mid-write (atomic)
+  alignas(kAlignment) std::uint64_t sampled;  // transitions sampled so far (atomic)
 };
 
 // The lock of the priority structures and the rank order's bookkeeping, both guarded by it.

@@ -74,22 +74,38 @@ struct RateLimit {
     return diff >= offset() - error_buffer;
   }
 
-  // Whether a call of `count` could ever proceed: the tolerance band is 2 * error_buffer wide, so
-  // a batch of more samples (or of inserts worth more samples) than that would wait for ever.
-  void check_batch(std::size_t count, bool sampling) const {
-    if (!limits_ratio()) return;
-    const double span =
-        sampling ? static_cast<double>(count) : static_cast<double>(count) * samples_per_insert;
-    if (span > 2.0 * error_buffer) {
-      throw std::invalid_argument(
-          std::string(sampling ? "a sample of " : "an insert of ") + std::to_string(count) +
-          " can never satisfy the rate limiter: it moves the sample/insert balance by " +
-          std::to_string(span) + ", more than 2 * error_buffer = " +
-          std::to_string(2.0 * error_buffer) + "; raise error_buffer or use smaller batches");
+  // Throws std::invalid_argument for a sample of `count` that could never proceed: the tolerance
+  // band is 2 * error_buffer wide, and a sample moves the balance by its size.
+  void check_sample_batch(std::size_t count) const {
+    if (limits_ratio() && static_cast<double>(count) > 2.0 * error_buffer) {
+      throw_never("a sample of ", count, static_cast<double>(count), 2.0 * error_buffer);
     }
   }
 
+  // Throws std::invalid_argument for an insert of `count` after `inserts` that could never
+  // proceed. Filling up to min_size_to_sample always may; below it no sample can have happened,
+  // so the part past the minimum must fit error_buffer alone; above it, the whole band.
+  void check_insert_batch(std::uint64_t inserts, std::size_t count) const {
+    if (!limits_ratio() || inserts + count <= min_size_to_sample) return;
+    const bool filling = inserts < min_size_to_sample;
+    const double moves =
+        static_cast<double>(filling ? inserts + count - min_size_to_sample : count) *
+        samples_per_insert;
+    const double room = filling ? error_buffer : 2.0 * error_buffer;
+    if (moves > room) throw_never("an insert of ", count, moves, room);
+  }
+
  private:
+  [[noreturn]] static void throw_never(const char* what, std::size_t count, double moves,
+                                       double room) {
+    throw std::invalid_argument(std::string(what) + std::to_string(count) +
+                                " can never satisfy the rate limiter: it moves the sample/insert "
+                                "balance by " +
+                                std::to_string(moves) + ", more than the " + std::to_string(room) +
+                                " error_buffer leaves; raise error_buffer "
+                                "or use smaller batches");
+  }
+
   [[nodiscard]] double offset() const noexcept {
     return static_cast<double>(min_size_to_sample) * samples_per_insert;
   }
