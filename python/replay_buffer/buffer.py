@@ -113,6 +113,7 @@ class ReplayBuffer(_core.Buffer):
             shm_name,
             _check_mode(shm_mode),
             bool(shm_keep),
+            config.rate_limit(),
         )
         self.config = config
         if self.shm_name is not None and not shm_keep:
@@ -140,6 +141,7 @@ class ReplayBuffer(_core.Buffer):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         buffer = cls.__new__(cls)
         _core.Buffer.__init__(buffer, attach=name, timeout=float(timeout))
+        min_size, ratio, error_buffer, timeout = buffer.rate_limit
         buffer.config = BufferConfig(
             capacity=buffer.capacity(),
             strategy=buffer.strategy,
@@ -147,6 +149,10 @@ class ReplayBuffer(_core.Buffer):
             beta=buffer.beta,
             eps=buffer.eps,
             seed=buffer.seed,
+            min_size_to_sample=min_size,
+            samples_per_insert=ratio if ratio > 0 else None,
+            error_buffer=error_buffer if ratio > 0 else None,
+            rate_limit_timeout=timeout if timeout >= 0 else None,
         )
         return buffer
 

@@ -1,4 +1,4 @@
-"""Buffer configuration: capacity, sampling strategy and seed."""
+"""Buffer configuration: capacity, sampling strategy, rate limits and seed."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ class BufferConfig:
         eps: Added to every |TD error| so that no transition's priority is 0.
         seed: Seeds sampling. The n-th ``sample`` call of a buffer with a given seed draws the
             same rows every time when one thread samples. Random when not given.
+        min_size_to_sample: ``sample`` waits until the buffer holds this many transitions
+            (0: never waits; sampling an empty buffer raises ``EmptyBufferError``).
+        samples_per_insert: Target number of sampled transitions per added one, as Reverb's
+            ``SampleToInsertRatio``: once ``min_size_to_sample`` transitions were added, an
+            ``add`` that would let inserts run ahead, or a ``sample`` that would let samples run
+            ahead, by more than ``error_buffer`` waits. ``None``: no ratio.
+        error_buffer: How far samples may stray from ``samples_per_insert`` per insert, in
+            sampled transitions; at least max(1, samples_per_insert), and a batch (of samples,
+            or of inserts times the ratio) must fit within twice it. Defaults to
+            max(1, samples_per_insert) * 64.
+        rate_limit_timeout: Seconds a held-back ``add`` or ``sample`` waits before raising
+            ``TimeoutError``; ``None`` waits for ever.
 
     """
 
@@ -40,6 +52,10 @@ class BufferConfig:
     beta: float = 0.4
     eps: float = 1e-6
     seed: int = field(default_factory=_random_seed)
+    min_size_to_sample: int = 0
+    samples_per_insert: float | None = None
+    error_buffer: float | None = None
+    rate_limit_timeout: float | None = 60.0
 
     def __post_init__(self) -> None:
         """Check every value, so a bad config fails where it is written."""
@@ -61,3 +77,28 @@ class BufferConfig:
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
         if not 0 <= self.seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+        if isinstance(self.min_size_to_sample, bool) or not isinstance(
+            self.min_size_to_sample, int
+        ):
+            raise TypeError("min_size_to_sample must be an int")
+        if self.min_size_to_sample < 0:
+            raise ValueError(f"min_size_to_sample must be >= 0, got {self.min_size_to_sample}")
+        for name in ("samples_per_insert", "error_buffer", "rate_limit_timeout"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.error_buffer is not None and self.samples_per_insert is None:
+            raise ValueError("error_buffer needs samples_per_insert")
+
+    def rate_limit(self) -> tuple[int, float, float, float]:
+        """Return the limits as the core takes them: (min size, ratio, error buffer, timeout)."""
+        ratio = float(self.samples_per_insert or 0.0)
+        error_buffer = self.error_buffer
+        if error_buffer is None:
+            error_buffer = max(1.0, ratio) * 64 if ratio > 0 else 0.0
+        timeout = -1.0 if self.rate_limit_timeout is None else float(self.rate_limit_timeout)
+        return self.min_size_to_sample, ratio, float(error_buffer), timeout

@@ -88,6 +88,8 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(capacity_error.get_stored(), e.what());
     } catch (const rb::InvalidRegionError& e) {
       py::set_error(region_error.get_stored(), e.what());
+    } catch (const rb::RateLimitTimeout& e) {
+      PyErr_SetString(PyExc_TimeoutError, e.what());
     } catch (const rb::SharedMemoryError& e) {
       // OSError(errno, message) is constructed as its subclass for that errno: FileExistsError,
       // FileNotFoundError, PermissionError.
@@ -129,10 +131,11 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PyBuffer>(m, "Buffer")
       .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,
                     const std::string&, double, double, double, const std::optional<std::string>&,
-                    std::uint32_t, bool>(),
+                    std::uint32_t, bool, const rb::python::RateLimitArgs&>(),
            py::arg("fields"), py::arg("capacity"), py::arg("seed"), py::arg("strategy"),
            py::arg("alpha"), py::arg("beta"), py::arg("eps"), py::arg("shm_name") = py::none(),
-           py::arg("shm_mode") = 0600, py::arg("shm_keep") = false)
+           py::arg("shm_mode") = 0600, py::arg("shm_keep") = false,
+           py::arg("rate_limit") = rb::python::RateLimitArgs{0, 0.0, 0.0, 60.0})
       .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
            py::arg("timeout") = 2.0)
       .def("add", &PyBuffer::add,
@@ -184,6 +187,17 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "next_key", [](PyBuffer& b) { return b.buffer().next_key(); },
           "The key the next add gets (the number of adds ever made).")
+      .def(
+          "sampled", [](PyBuffer& b) { return b.buffer().sampled(); },
+          "Transitions sampled so far (every row of every batch), by every process.")
+      .def_property_readonly(
+          "rate_limit",
+          [](PyBuffer& b) {
+            const rb::RateLimit& limit = b.buffer().rate_limit();
+            return py::make_tuple(limit.min_size_to_sample, limit.samples_per_insert,
+                                  limit.error_buffer, limit.timeout_seconds);
+          },
+          "(min_size_to_sample, samples_per_insert, error_buffer, timeout seconds).")
       .def(
           "region_bytes", [](PyBuffer& b) { return b.buffer().region_bytes(); },
           "Bytes of memory the buffer occupies, all included.")

@@ -13,18 +13,23 @@ constexpr const char* kIndicesKey = "indices";
 constexpr const char* kWeightsKey = "weights";
 
 BufferOptions make_options(std::size_t capacity, std::uint64_t seed, const std::string& strategy,
-                           double alpha, double beta, double eps) {
+                           double alpha, double beta, double eps, const RateLimitArgs& limit) {
   const auto parsed = strategy_from_name(strategy);
   if (!parsed) {
     throw std::invalid_argument("strategy must be 'uniform', 'prioritized' or 'rank', got '" +
                                 strategy + "'");
   }
+  const auto& [min_size, samples_per_insert, error_buffer, timeout] = limit;
   return {.capacity = capacity,
           .seed = seed,
           .strategy = *parsed,
           .alpha = alpha,
           .beta = beta,
-          .eps = eps};
+          .eps = eps,
+          .rate_limit = {.min_size_to_sample = min_size,
+                         .samples_per_insert = samples_per_insert,
+                         .error_buffer = error_buffer,
+                         .timeout_seconds = timeout}};
 }
 
 // A 1-d array of `dtype` from an array-like, with the same casting rules as add.
@@ -72,13 +77,14 @@ constexpr std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
 PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity,
                    std::uint64_t seed, const std::string& strategy, double alpha, double beta,
                    double eps, const std::optional<std::string>& shm_name, std::uint32_t shm_mode,
-                   bool shm_keep)
+                   bool shm_keep, const RateLimitArgs& rate_limit)
     : indices_dtype_(py::dtype::of<std::int64_t>()),
       indices_name_(kIndicesKey),
       weights_dtype_(py::dtype::of<float>()),
       weights_name_(kWeightsKey) {
   Schema schema = make_schema(fields);
-  const BufferOptions options = make_options(capacity, seed, strategy, alpha, beta, eps);
+  const BufferOptions options =
+      make_options(capacity, seed, strategy, alpha, beta, eps, rate_limit);
   if (shm_mode > 0777) {
     throw py::value_error("shm_mode must be permission bits in [0, 0o777], got " +
                           std::to_string(shm_mode));

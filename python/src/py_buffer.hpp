@@ -20,6 +20,8 @@
 namespace replay_buffer::python {
 
 using FieldDescription = std::tuple<std::string, std::string, std::vector<std::size_t>>;
+// (min_size_to_sample, samples_per_insert, error_buffer, timeout seconds): see RateLimit.
+using RateLimitArgs = std::tuple<std::uint64_t, double, double, double>;
 
 // Python's view of a Buffer. close() lets go of the buffer at once; calls running on other
 // threads with the GIL released, and zero-copy views from columns(), hold it until they are done,
@@ -31,7 +33,8 @@ class PyBuffer {
   // name when the buffer is closed).
   PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed,
            const std::string& strategy, double alpha, double beta, double eps,
-           const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep);
+           const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep,
+           const RateLimitArgs& rate_limit);
   // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
   PyBuffer(const std::string& name, double timeout);
 

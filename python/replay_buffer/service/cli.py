@@ -18,7 +18,18 @@ from replay_buffer.service.server import ReplayServer, serve
 
 log = logging.getLogger("replay_buffer.service")
 
-_BUFFER_FLAGS = ("capacity", "strategy", "seed", "alpha", "beta", "eps")
+_BUFFER_FLAGS = (
+    "capacity",
+    "strategy",
+    "seed",
+    "alpha",
+    "beta",
+    "eps",
+    "min_size_to_sample",
+    "samples_per_insert",
+    "error_buffer",
+    "rate_limit_timeout",
+)
 _TRANSITION_FLAGS = ("obs_shape", "action_dim", "obs_dtype", "action_type")
 _SERVER_FLAGS = (
     "token_file", "token_env", "status_interval", "max_frame_bytes", "max_batch",
@@ -77,6 +88,16 @@ def build_parser(prog: str = "replay-buffer serve") -> argparse.ArgumentParser:
     buffer.add_argument("--alpha", type=float, help="prioritization exponent")
     buffer.add_argument("--beta", type=float, help="importance-sampling exponent")
     buffer.add_argument("--eps", type=float, help="added to |td_error| before prioritizing")
+    buffer.add_argument(
+        "--min-size-to-sample", type=int, help="samples wait until the buffer holds this many"
+    )
+    buffer.add_argument(
+        "--samples-per-insert", type=float, help="rate limit: sampled transitions per insert"
+    )
+    buffer.add_argument("--error-buffer", type=float, help="rate limit: tolerance, in samples")
+    buffer.add_argument(
+        "--rate-limit-timeout", type=float, help="seconds a held-back call waits (default 60)"
+    )
     schema = parser.add_argument_group("schema: --field ..., or the transition flags")
     schema.add_argument(
         "--field",
