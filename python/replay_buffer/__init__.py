@@ -7,6 +7,7 @@
 from replay_buffer._core import CapacityError, EmptyBufferError, InvalidRegionError
 from replay_buffer.buffer import ReplayBuffer
 from replay_buffer.config import BufferConfig
+from replay_buffer.service.client import connect
 
 __all__ = [
     "BufferConfig",
@@ -14,5 +15,6 @@ __all__ = [
     "EmptyBufferError",
     "InvalidRegionError",
     "ReplayBuffer",
+    "connect",
 ]
 __version__ = "0.1.0"

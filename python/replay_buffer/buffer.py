@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -168,6 +168,17 @@ class ReplayBuffer(_core.Buffer):
     ) -> None:
         """Close the buffer (the creator of a shared one removes its name, unless kept)."""
         self.close()
+
+    def prefetch(
+        self, batch_size: int, depth: int = 2, *, beta: float | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Iterate over ``sample(batch_size)`` batches, ``depth`` of them drawn ahead in a thread.
+
+        See :func:`replay_buffer.aio.prefetch`; close it (or leave its ``with`` block) to stop.
+        """
+        from replay_buffer.aio import prefetch
+
+        return prefetch(self, batch_size, depth, beta=beta)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickle a shared buffer as its name, so that unpickling attaches to it."""

@@ -197,3 +197,14 @@ def test_dropping_the_iterator_stops_its_thread():
     del batches
     gc.collect()
     assert not prefetch_threads()
+
+
+def test_replay_buffer_prefetch_method():
+    from replay_buffer import BufferConfig, ReplayBuffer
+
+    buffer = ReplayBuffer(BufferConfig(capacity=64, seed=0), fields={"id": {"dtype": "int64"}})
+    buffer.add_batch(id=np.arange(64))
+    with buffer.prefetch(16, depth=3) as batches:
+        seen = [next(batches)["id"] for _ in range(5)]
+    assert all(batch.shape == (16,) for batch in seen)
+    assert buffer.sampled() >= 5 * 16
