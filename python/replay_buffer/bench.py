@@ -121,6 +121,18 @@ class NumpyRing:
         return {name: array[idx] for name, array in self.arrays.items()}
 
 
+def cpprb_fields(w: Workload) -> dict[str, dict[str, Any]]:
+    """Describe the transition of workload ``w`` as cpprb's ``env_dict``."""
+    obs = {"shape": w.obs_shape, "dtype": w.obs_dtype}
+    return {
+        "obs": obs,
+        "action": {"dtype": np.int64},
+        "reward": {"dtype": np.float32},
+        "next_obs": obs,
+        "done": {"dtype": np.bool_},
+    }
+
+
 class Cpprb:
     """cpprb.ReplayBuffer with the same fields."""
 
@@ -129,17 +141,7 @@ class Cpprb:
     def __init__(self, w: Workload) -> None:  # noqa: D107
         import cpprb
 
-        obs = {"shape": w.obs_shape, "dtype": w.obs_dtype}
-        self.buffer = cpprb.ReplayBuffer(
-            w.capacity,
-            env_dict={
-                "obs": obs,
-                "action": {"dtype": np.int64},
-                "reward": {"dtype": np.float32},
-                "next_obs": obs,
-                "done": {"dtype": np.bool_},
-            },
-        )
+        self.buffer = cpprb.ReplayBuffer(w.capacity, env_dict=cpprb_fields(w))
         self.add = lambda t: self.buffer.add(**t)
         self.add_batch = lambda b: self.buffer.add(**b)
         self.sample = self.buffer.sample

@@ -13,7 +13,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from replay_buffer import BufferConfig, ReplayBuffer
-from replay_buffer.bench import Row, Workload, fmt_ns, make_batch, per_call_ns, summarize
+from replay_buffer.bench import (
+    Row,
+    Workload,
+    cpprb_fields,
+    fmt_ns,
+    make_batch,
+    per_call_ns,
+    summarize,
+)
 
 BATCH = 32
 
@@ -56,18 +64,7 @@ class Cpprb:
     def __init__(self, w: Workload) -> None:  # noqa: D107
         import cpprb
 
-        obs = {"shape": w.obs_shape, "dtype": w.obs_dtype}
-        self.buffer = cpprb.PrioritizedReplayBuffer(
-            w.capacity,
-            env_dict={
-                "obs": obs,
-                "action": {"dtype": np.int64},
-                "reward": {"dtype": np.float32},
-                "next_obs": obs,
-                "done": {"dtype": np.bool_},
-            },
-            alpha=0.6,
-        )
+        self.buffer = cpprb.PrioritizedReplayBuffer(w.capacity, env_dict=cpprb_fields(w), alpha=0.6)
 
     def fill(self, batch: dict[str, np.ndarray]) -> None:  # noqa: D102
         self.buffer.add(**batch)

@@ -55,6 +55,20 @@ py::array vector_of(py::handle value, const py::dtype& dtype, const char* name) 
   return py::array::ensure(array, py::array::c_style);
 }
 
+// The keys of an int64 array from vector_of, as the unsigned keys they are; IndexError for a
+// negative one.
+std::span<const std::uint64_t> checked_keys(const py::array& keys) {
+  const auto* data = static_cast<const std::int64_t*>(keys.data());
+  const auto count = static_cast<std::size_t>(keys.shape(0));
+  for (std::size_t i = 0; i < count; ++i) {
+    if (data[i] < 0) {
+      throw py::index_error("indices[" + std::to_string(i) + "] is " + std::to_string(data[i]) +
+                            "; keys are never negative");
+    }
+  }
+  return {reinterpret_cast<const std::uint64_t*>(data), count};
+}
+
 Schema make_schema(const std::vector<FieldDescription>& fields) {
   std::vector<Field> list;
   for (const auto& [name, dtype_text, shape] : fields) {
@@ -312,16 +326,7 @@ std::size_t PyBuffer::update_priorities(const py::handle& indices, const py::han
   const py::array keys = vector_of(indices, indices_dtype_, "indices");
   const py::array values = vector_of(given_td ? td_errors : priorities, py::dtype::of<double>(),
                                      given_td ? "td_errors" : "priorities");
-  const auto* key_data = static_cast<const std::int64_t*>(keys.data());
-  const auto count = static_cast<std::size_t>(keys.shape(0));
-  for (std::size_t i = 0; i < count; ++i) {
-    if (key_data[i] < 0) {
-      throw py::index_error("indices[" + std::to_string(i) + "] is " + std::to_string(key_data[i]) +
-                            "; keys are never negative");
-    }
-  }
-  const std::span<const std::uint64_t> key_span(reinterpret_cast<const std::uint64_t*>(key_data),
-                                                count);
+  const std::span<const std::uint64_t> key_span = checked_keys(keys);
   const std::span<const double> value_span(static_cast<const double*>(values.data()),
                                            static_cast<std::size_t>(values.shape(0)));
   py::gil_scoped_release release;
@@ -361,18 +366,9 @@ py::dict PyBuffer::fields() const {
 py::array PyBuffer::priorities(const py::handle& indices) {
   const std::shared_ptr<Buffer> held = hold();
   const py::array keys = vector_of(indices, indices_dtype_, "indices");
-  const auto* key_data = static_cast<const std::int64_t*>(keys.data());
-  const auto count = static_cast<std::size_t>(keys.shape(0));
-  for (std::size_t i = 0; i < count; ++i) {
-    if (key_data[i] < 0) {
-      throw py::index_error("indices[" + std::to_string(i) + "] is " + std::to_string(key_data[i]) +
-                            "; keys are never negative");
-    }
-  }
-  py::array_t<double> out(static_cast<py::ssize_t>(count));
-  const std::span<const std::uint64_t> key_span(reinterpret_cast<const std::uint64_t*>(key_data),
-                                                count);
-  const std::span<double> out_span(out.mutable_data(), count);
+  const std::span<const std::uint64_t> key_span = checked_keys(keys);
+  py::array_t<double> out(static_cast<py::ssize_t>(key_span.size()));
+  const std::span<double> out_span(out.mutable_data(), key_span.size());
   {
     py::gil_scoped_release release;
     held->priorities(key_span, out_span);
