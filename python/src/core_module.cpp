@@ -63,6 +63,33 @@ py::dict shm_info(const std::string& name) {
 
 }  // namespace
 
+using VectorcallMethod = std::uint64_t (PyBuffer::*)(PyObject* const*, Py_ssize_t, PyObject*);
+
+// A method called with Python's vectorcall convention, skipping pybind11's dispatcher: add and
+// add_batch take any number of positional and keyword fields, and building the argument tuple
+// and keyword dict pybind11 needs for that cost as much as the rest of a small add.
+template <VectorcallMethod Method>
+PyObject* vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  try {
+    PyBuffer& buffer = py::handle(self).cast<PyBuffer&>();
+    return PyLong_FromUnsignedLongLong((buffer.*Method)(args, nargs, kwnames));
+  } catch (...) {
+    py::detail::try_translate_exceptions();
+    return nullptr;
+  }
+}
+
+template <VectorcallMethod Method>
+void add_vectorcall_method(py::class_<PyBuffer>& cls, const char* name, const char* doc) {
+  static PyMethodDef def{
+      name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&vectorcall<Method>)),
+      METH_FASTCALL | METH_KEYWORDS, doc};
+  const auto descriptor = py::reinterpret_steal<py::object>(
+      PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+  if (!descriptor) throw py::error_already_set();
+  cls.attr(name) = descriptor;
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of replay_buffer. Use the replay_buffer package, not this module.";
 
@@ -128,7 +155,8 @@ PYBIND11_MODULE(_core, m) {
       "The first 8 bytes of a shared-memory object, read-only: REGION_MAGIC for a replay buffer, "
       "0 for one still being initialised (or anything else that starts with zeros).");
 
-  py::class_<PyBuffer>(m, "Buffer")
+  auto buffer_class = py::class_<PyBuffer>(m, "Buffer");
+  buffer_class
       .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,
                     const std::string&, double, double, double, const std::optional<std::string>&,
                     std::uint32_t, bool, const rb::python::RateLimitArgs&>(),
@@ -138,11 +166,6 @@ PYBIND11_MODULE(_core, m) {
            py::arg("rate_limit") = rb::python::RateLimitArgs{0, 0.0, 0.0, 60.0})
       .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
            py::arg("timeout") = 2.0)
-      .def("add", &PyBuffer::add,
-           "Append one transition (positionally in field order, or by field name); returns its "
-           "key. Overwrites the oldest when full.")
-      .def("add_batch", &PyBuffer::add_batch,
-           "Append a batch: one array per field with a leading batch axis; returns the first key.")
       .def("sample", &PyBuffer::sample, py::arg("batch_size"), py::arg("beta") = py::none(),
            "Draw batch_size transitions with replacement (uniformly, or by priority): a dict of "
            "arrays per field, plus 'indices' (int64 keys) and, when prioritized, 'weights' "
@@ -215,4 +238,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("closed", &PyBuffer::closed, "Whether close() was called.")
       .def_property_readonly("shm_name", &PyBuffer::shm_name,
                              "The shared-memory name, or None for a private buffer.");
+  add_vectorcall_method<&PyBuffer::add>(
+      buffer_class, "add",
+      "Append one transition (positionally in field order, or by field name); returns its key. "
+      "Overwrites the oldest when full.");
+  add_vectorcall_method<&PyBuffer::add_batch>(
+      buffer_class, "add_batch",
+      "Append a batch: one array per field with a leading batch axis; returns the first key.");
 }

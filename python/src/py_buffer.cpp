@@ -153,19 +153,21 @@ std::size_t PyBuffer::field_index(py::handle key, const char* context) const {
                        buffer().schema().field_names());
 }
 
-void PyBuffer::bind_fields(const py::args& args, const py::kwargs& kwargs,
+void PyBuffer::bind_fields(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
                            std::array<py::handle, kMaxFields>& values) const {
   const Schema& schema = buffer().schema();
-  if (args.size() > schema.size()) {
+  const auto positional = static_cast<std::size_t>(nargs);
+  if (positional > schema.size()) {
     throw py::type_error("expected at most " + std::to_string(schema.size()) +
                          " positional values (" + schema.field_names() + "), got " +
-                         std::to_string(args.size()));
+                         std::to_string(positional));
   }
-  for (std::size_t i = 0; i < args.size(); ++i) values[i] = args[i];
-  for (const auto& [key, value] : kwargs) {
-    const std::size_t index = field_index(key, "");
+  for (std::size_t i = 0; i < positional; ++i) values[i] = args[i];
+  const Py_ssize_t named = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t k = 0; k < named; ++k) {
+    const std::size_t index = field_index(PyTuple_GET_ITEM(kwnames, k), "");
     if (values[index]) throw py::type_error("field '" + schema[index].name + "' given twice");
-    values[index] = value;
+    values[index] = args[nargs + k];
   }
   std::string missing;
   for (std::size_t i = 0; i < schema.size(); ++i) {
@@ -174,10 +176,10 @@ void PyBuffer::bind_fields(const py::args& args, const py::kwargs& kwargs,
   if (!missing.empty()) throw py::type_error("missing field(s) " + missing);
 }
 
-std::uint64_t PyBuffer::add(const py::args& args, const py::kwargs& kwargs) {
+std::uint64_t PyBuffer::add(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   const std::shared_ptr<Buffer> held = hold();
   std::array<py::handle, kMaxFields> values{};
-  bind_fields(args, kwargs, values);
+  bind_fields(args, nargs, kwnames, values);
   Inputs inputs;
   for (std::size_t i = 0; i < info_.size(); ++i) convert(values[i], info_[i], i, nullptr, inputs);
   const std::span<const FieldBytes> row(inputs.bytes.data(), info_.size());
@@ -185,10 +187,10 @@ std::uint64_t PyBuffer::add(const py::args& args, const py::kwargs& kwargs) {
   return held->add(row);
 }
 
-std::uint64_t PyBuffer::add_batch(const py::args& args, const py::kwargs& kwargs) {
+std::uint64_t PyBuffer::add_batch(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   const std::shared_ptr<Buffer> held = hold();
   std::array<py::handle, kMaxFields> values{};
-  bind_fields(args, kwargs, values);
+  bind_fields(args, nargs, kwnames, values);
   Inputs inputs;
   std::optional<py::ssize_t> rows;
   for (std::size_t i = 0; i < info_.size(); ++i) convert(values[i], info_[i], i, &rows, inputs);

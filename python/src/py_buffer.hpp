@@ -38,8 +38,10 @@ class PyBuffer {
   // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
   PyBuffer(const std::string& name, double timeout);
 
-  std::uint64_t add(const py::args& args, const py::kwargs& kwargs);
-  std::uint64_t add_batch(const py::args& args, const py::kwargs& kwargs);
+  // Called with Python's vectorcall convention (args[0..nargs) positional, then one value per
+  // name in the kwnames tuple): no argument tuple or keyword dict is built per call.
+  std::uint64_t add(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+  std::uint64_t add_batch(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
   py::dict sample(py::ssize_t batch_size, std::optional<double> beta);
   py::dict sample_into(const py::dict& out, std::optional<double> beta);
   std::size_t update_priorities(const py::handle& indices, const py::handle& td_errors,
@@ -66,7 +68,7 @@ class PyBuffer {
  private:
   void init_info();
   // Positional and keyword arguments in schema order; every field exactly once.
-  void bind_fields(const py::args& args, const py::kwargs& kwargs,
+  void bind_fields(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
                    std::array<py::handle, kMaxFields>& values) const;
   std::size_t field_index(py::handle key, const char* context) const;
   py::array checked_output(py::handle value, const std::string& name, const py::dtype& dtype,

@@ -38,8 +38,12 @@ def test_killed_writers_and_updaters_leave_a_usable_buffer(shm_name, strategy, s
     kills = 0
     try:
         last_progress, last_change, longest_stall = progress.value, time.monotonic(), 0.0
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        # Kill for `seconds`, and on past it until `min_kills` deaths (a slow or busy machine
+        # kills fewer per second), within a generous cap.
+        start = time.monotonic()
+        while time.monotonic() - start < seconds or (
+            kills < min_kills and time.monotonic() - start < 6 * seconds
+        ):
             while len(victims) < VICTIMS_AT_ONCE:
                 kind = rng.choice(["add", "add_batch", "update"])
                 inherited = buffer if rng.random() < 0.5 else None  # else it attaches by name
@@ -76,7 +80,8 @@ def test_killed_writers_and_updaters_leave_a_usable_buffer(shm_name, strategy, s
             steady.join()
     assert steady.exitcode == 0, "the steady writer got stuck"
     assert kills >= min_kills
-    assert longest_stall < 2.0, f"the steady writer made no progress for {longest_stall:.2f} s"
+    # A deadlock check, not a speed one: a stuck writer stalls for ever, a descheduled one briefly.
+    assert longest_stall < 10.0, f"the steady writer made no progress for {longest_stall:.2f} s"
 
     for _ in range(100):
         assert s.torn(buffer.sample(128)) == 0
