@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from replay_buffer import BufferConfig, ReplayBuffer
+from replay_buffer.bench import WORKLOADS, cpprb_fields
 
 FORK = mp.get_context("fork")
 BATCH_ADD = 256
@@ -39,14 +40,7 @@ OPERATIONS = ("add", "add_batch", "sample", "sample+update")
 
 def cartpole_fields() -> dict[str, dict[str, Any]]:
     """The CartPole transition, as replay_buffer and cpprb both describe fields."""
-    obs = {"shape": (4,), "dtype": np.float32}
-    return {
-        "obs": obs,
-        "action": {"dtype": np.int64},
-        "reward": {"dtype": np.float32},
-        "next_obs": obs,
-        "done": {"dtype": np.bool_},
-    }
+    return cpprb_fields(WORKLOADS["cartpole"])
 
 
 def transitions(n: int, seed: int = 0) -> dict[str, np.ndarray]:

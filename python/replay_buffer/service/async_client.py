@@ -23,7 +23,7 @@ _STAGING_BYTES = 64 * 1024
 _JOIN_BELOW = 64 * 1024  # smaller requests are joined into one send; larger go part by part
 
 
-class AsyncClient:
+class AsyncClient(codec.HandshakeView):
     """A replay server seen as a buffer whose methods are coroutines.
 
     ``await client.add_batch(...)``, ``await client.sample(32)``, ... raise the same errors with
@@ -52,22 +52,6 @@ class AsyncClient:
         reply = await self._request(p.MsgType.HELLO, [codec.hello(token)])
         self._schema = codec.RemoteSchema.from_hello(reply)
         self._slots = asyncio.Semaphore(self._schema.limits.max_in_flight)
-
-    @property
-    def schema(self) -> codec.RemoteSchema:
-        """Everything the handshake said: fields, capacity, strategy, limits."""
-        assert self._schema is not None
-        return self._schema
-
-    @property
-    def strategy(self) -> str:
-        """The sampling strategy: ``"uniform"``, ``"prioritized"`` or ``"rank"``."""
-        return self.schema.strategy
-
-    @property
-    def fields(self) -> dict[str, dict[str, Any]]:
-        """The schema, ``{name: {"shape": tuple, "dtype": numpy.dtype}}``, as on a local buffer."""
-        return {name: dict(spec) for name, spec in self.schema.fields.items()}
 
     async def add(self, *values: Any, **named: Any) -> int:
         """Add one transition (positionally in field order, or by name); return its key."""

@@ -51,7 +51,7 @@ class Pending:
         self._value, self._error, self._done = value, error, True
 
 
-class Client:
+class Client(codec.HandshakeView):
     """A replay server seen as a buffer, with :class:`~replay_buffer.ReplayBuffer`'s methods.
 
     ``add``, ``add_batch``, ``sample``, ... raise the same errors with the same messages as on a
@@ -89,22 +89,6 @@ class Client:
             raise
 
     # what the server told us
-
-    @property
-    def schema(self) -> codec.RemoteSchema:
-        """Everything the handshake said: fields, capacity, strategy, limits."""
-        assert self._schema is not None
-        return self._schema
-
-    @property
-    def strategy(self) -> str:
-        """The sampling strategy: ``"uniform"``, ``"prioritized"`` or ``"rank"``."""
-        return self.schema.strategy
-
-    @property
-    def fields(self) -> dict[str, dict[str, Any]]:
-        """The schema, ``{name: {"shape": tuple, "dtype": numpy.dtype}}``, as on a local buffer."""
-        return {name: dict(spec) for name, spec in self.schema.fields.items()}
 
     def capacity(self) -> int:
         """How many transitions the buffer holds when full."""

@@ -80,6 +80,28 @@ class RemoteSchema:
         return total
 
 
+class HandshakeView:
+    """What both clients know from the handshake: the remote buffer's schema and strategy."""
+
+    _schema: RemoteSchema | None = None
+
+    @property
+    def schema(self) -> RemoteSchema:
+        """Everything the handshake said: fields, capacity, strategy, limits."""
+        assert self._schema is not None
+        return self._schema
+
+    @property
+    def strategy(self) -> str:
+        """The sampling strategy: ``"uniform"``, ``"prioritized"`` or ``"rank"``."""
+        return self.schema.strategy
+
+    @property
+    def fields(self) -> dict[str, dict[str, Any]]:
+        """The schema, ``{name: {"shape": tuple, "dtype": numpy.dtype}}``, as on a local buffer."""
+        return {name: dict(spec) for name, spec in self.schema.fields.items()}
+
+
 def hello(token: str | None) -> bytes:
     """Encode the handshake request; the token defaults to ``$REPLAY_BUFFER_TOKEN``."""
     request: dict[str, Any] = {"client": f"replay_buffer-python/{replay_buffer.__version__}"}
