@@ -73,12 +73,16 @@ void PriorityIndex::Locked::insert(std::size_t first, std::size_t count) {
     tree.set(first, priority);
     mark_changed(first);
   } else {
-    std::vector<std::size_t> slots(count);
+    // Kept per thread: this runs under the priority lock, where an allocation per call would
+    // hold every other thread and process up.
+    thread_local std::vector<std::size_t> slots;
+    thread_local std::vector<double> priorities;
+    slots.resize(count);
+    priorities.assign(count, priority);
     for (std::size_t i = 0; i < count; ++i) {
       slots[i] = (first + i) % index_.capacity_;
       mark_changed(slots[i]);
     }
-    const std::vector<double> priorities(count, priority);
     tree.set_batch(slots, priorities);
   }
   index_.control_->changes_since_sort += count;
