@@ -119,17 +119,20 @@ void Buffer::bind_region(double alpha, double eps) {
     priorities_.emplace(base, layout_, capacity_, strategy_, alpha, eps);
   }
   if (layout_.writer_slots != 0) {
-    writer_ = WriterClaim(WriterRegistry(std::span<WriterEntry>(
-        reinterpret_cast<WriterEntry*>(base + layout_.writers_offset), layout_.writer_slots)));
+    writer_ = WriterClaim(WriterRegistry(
+        std::span<WriterEntry>(reinterpret_cast<WriterEntry*>(base + layout_.writers_offset),
+                               layout_.writer_slots),
+        region_.fd(), layout_.writers_offset));
   }
 }
 
-Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait) {
+Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait,
+                      Region::Owner owner) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto pause = std::chrono::microseconds(100);
   for (;;) {
     // Mapped afresh each time: a creator that is still at work may not have sized it yet.
-    Region region = Region::attach_shared(name);
+    Region region = Region::attach_shared(name, Region::Access::kReadWrite, owner);
     if (region_magic(region.bytes()) != 0 || std::chrono::steady_clock::now() >= deadline) {
       RegionDescription description = read_region_header(region.bytes(), name);
       return Buffer(std::move(region), std::move(description));
@@ -140,7 +143,8 @@ Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait) {
 }
 
 SharedBufferInfo Buffer::inspect(std::string_view name) {
-  const Region region = Region::attach_shared(name, Region::Access::kReadOnly);
+  const Region region =
+      Region::attach_shared(name, Region::Access::kReadOnly, Region::Owner::kAnyone);
   RegionDescription description = read_region_header(region.bytes(), name);
   const std::byte* base = region.data();
   auto& counters = *reinterpret_cast<Counters*>(const_cast<std::byte*>(base) +
@@ -157,8 +161,9 @@ SharedBufferInfo Buffer::inspect(std::string_view name) {
   if (description.layout.writer_slots != 0) {
     auto* entries = reinterpret_cast<WriterEntry*>(const_cast<std::byte*>(base) +
                                                    description.layout.writers_offset);
-    writers =
-        WriterRegistry(std::span<WriterEntry>(entries, description.layout.writer_slots)).census();
+    writers = WriterRegistry(std::span<WriterEntry>(entries, description.layout.writer_slots),
+                             region.fd(), description.layout.writers_offset)
+                  .census();
   }
   const std::size_t capacity = description.capacity;
   return SharedBufferInfo{

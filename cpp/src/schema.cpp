@@ -43,6 +43,11 @@ void validate_field(const Field& field) {
 
 }  // namespace
 
+bool is_valid_field_name(std::string_view name) noexcept {
+  return !name.empty() && name.size() <= kMaxFieldNameLength &&
+         std::all_of(name.begin(), name.end(), is_name_char);
+}
+
 std::size_t Field::elements() const noexcept {
   std::size_t n = 1;
   for (const std::size_t dim : shape) n *= dim;

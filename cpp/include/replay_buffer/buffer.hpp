@@ -102,13 +102,15 @@ class Buffer {
   // region. Waits up to `wait` for a creator that is still initialising it. Throws
   // SharedMemoryError (ENOENT: no such buffer, EACCES: not allowed to open it read-write) and
   // InvalidRegionError (not a replay buffer, another layout version, truncated, corrupt, or not
-  // initialised within `wait`). Never removes the name. Thread-safe.
+  // initialised within `wait`). Never removes the name. Refuses (SharedMemoryError EPERM) a region
+  // another user owns unless `owner` is Region::Owner::kAnyone. Thread-safe.
   [[nodiscard]] static Buffer attach(std::string_view name,
-                                     std::chrono::milliseconds wait = std::chrono::seconds(2));
+                                     std::chrono::milliseconds wait = std::chrono::seconds(2),
+                                     Region::Owner owner = Region::Owner::kSelf);
 
   // Reads a shared buffer's header and counters through a read-only mapping, without joining it
-  // as a writer (so a region one may only read can be inspected). Throws as attach, but does not
-  // wait. Thread-safe.
+  // as a writer (so a region one may only read can be inspected, whoever owns it). Throws as
+  // attach, but does not wait. Thread-safe.
   [[nodiscard]] static SharedBufferInfo inspect(std::string_view name);
 
   Buffer(Buffer&&) noexcept = default;

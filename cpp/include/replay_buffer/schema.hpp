@@ -16,6 +16,10 @@ inline constexpr std::size_t kMaxFieldNameLength = 63;
 inline constexpr std::size_t kMaxDims = 8;
 inline constexpr std::size_t kMaxFields = 64;
 
+// Whether `name` may name a field: 1 to kMaxFieldNameLength characters from [A-Za-z0-9_.-].
+// Thread-safe (pure); O(length).
+[[nodiscard]] bool is_valid_field_name(std::string_view name) noexcept;
+
 // One named field of a transition, e.g. {"obs", kUInt8, {84, 84, 4}}. An empty shape is a scalar.
 struct Field {
   std::string name;
