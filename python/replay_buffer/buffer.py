@@ -120,7 +120,9 @@ class ReplayBuffer(_core.Buffer):
             _created.add(self)
 
     @classmethod
-    def attach(cls, name: str, *, timeout: float = 2.0) -> ReplayBuffer:
+    def attach(
+        cls, name: str, *, timeout: float = 2.0, allow_other_owner: bool = False
+    ) -> ReplayBuffer:
         """Open the shared buffer ``name`` that another process (or this one) created.
 
         Fields, capacity, strategy, alpha, eps, seed and the current beta come from the region;
@@ -129,18 +131,28 @@ class ReplayBuffer(_core.Buffer):
         Args:
             name: The ``shm_name`` it was created with.
             timeout: Seconds to wait for a creator that is still initialising it.
+            allow_other_owner: Attach even if another user owns the region. Off by default:
+                whoever owns it can read and inject transitions, so only opt in for a user you
+                trust (e.g. a group-shared ``shm_mode=0o660`` buffer).
 
         Raises:
             FileNotFoundError: No shared buffer of that name.
-            PermissionError: Its mode does not let this process read and write it.
+            PermissionError: Its mode does not let this process read and write it, or another
+                user owns it and ``allow_other_owner`` is false.
             replay_buffer.InvalidRegionError: Not a replay buffer, made by an incompatible
                 version, truncated, corrupt, or still not initialised after ``timeout``.
 
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not isinstance(allow_other_owner, bool):
+            raise TypeError(
+                f"allow_other_owner must be a bool, got {type(allow_other_owner).__name__}"
+            )
         buffer = cls.__new__(cls)
-        _core.Buffer.__init__(buffer, attach=name, timeout=float(timeout))
+        _core.Buffer.__init__(
+            buffer, attach=name, timeout=float(timeout), allow_other_owner=allow_other_owner
+        )
         min_size, ratio, error_buffer, timeout = buffer.rate_limit
         buffer.config = BufferConfig(
             capacity=buffer.capacity(),

@@ -101,7 +101,8 @@ def list_buffers(show_all: bool = False) -> int:
             if show_all:
                 rows.append((name, "", "", "", "", "", "(no permission to read it)"))
             continue
-        except (_core.InvalidRegionError, OSError) as error:
+        except (ValueError, OSError) as error:  # InvalidRegionError is a ValueError
+            # One bad region never hides the others.
             rows.append((name, "", "", "", "", "", f"(unusable: {message(error)})"))
             continue
         rows.append(
@@ -129,7 +130,7 @@ def show_info(name: str, as_json: bool = False) -> int:
     """Print everything a shared buffer's header and counters say."""
     try:
         info = _core.shm_info(name)
-    except (OSError, _core.InvalidRegionError) as error:
+    except (OSError, ValueError) as error:  # InvalidRegionError is a ValueError
         print(f"replay-buffer shm info: {message(error)}")
         return 1
     if as_json:

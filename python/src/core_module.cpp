@@ -146,7 +146,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "shm_magic",
       [](const std::string& name) {
-        const rb::Region region = rb::Region::attach_shared(name, rb::Region::Access::kReadOnly);
+        const rb::Region region = rb::Region::attach_shared(name, rb::Region::Access::kReadOnly,
+                                                            rb::Region::Owner::kAnyone);
         std::uint64_t magic = 0;
         if (region.size() >= sizeof(magic)) std::memcpy(&magic, region.data(), sizeof(magic));
         return magic;
@@ -164,8 +165,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("alpha"), py::arg("beta"), py::arg("eps"), py::arg("shm_name") = py::none(),
            py::arg("shm_mode") = 0600, py::arg("shm_keep") = false,
            py::arg("rate_limit") = rb::python::RateLimitArgs{0, 0.0, 0.0, 60.0})
-      .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
-           py::arg("timeout") = 2.0)
+      .def(py::init<const std::string&, double, bool>(), py::kw_only(), py::arg("attach"),
+           py::arg("timeout") = 2.0, py::arg("allow_other_owner") = false)
       .def("sample", &PyBuffer::sample, py::arg("batch_size"), py::arg("beta") = py::none(),
            "Draw batch_size transitions with replacement (uniformly, or by priority): a dict of "
            "arrays per field, plus 'indices' (int64 keys) and, when prioritized, 'weights' "

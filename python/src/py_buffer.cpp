@@ -113,7 +113,7 @@ PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capa
   init_info();
 }
 
-PyBuffer::PyBuffer(const std::string& name, double timeout)
+PyBuffer::PyBuffer(const std::string& name, double timeout, bool allow_other_owner)
     : indices_dtype_(py::dtype::of<std::int64_t>()),
       indices_name_(kIndicesKey),
       weights_dtype_(py::dtype::of<float>()),
@@ -124,7 +124,8 @@ PyBuffer::PyBuffer(const std::string& name, double timeout)
   {
     py::gil_scoped_release release;
     buffer_ = std::make_shared<Buffer>(Buffer::attach(
-        name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0))));
+        name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0)),
+        allow_other_owner ? Region::Owner::kAnyone : Region::Owner::kSelf));
   }
   init_info();
 }

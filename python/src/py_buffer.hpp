@@ -35,8 +35,9 @@ class PyBuffer {
            const std::string& strategy, double alpha, double beta, double eps,
            const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep,
            const RateLimitArgs& rate_limit);
-  // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
-  PyBuffer(const std::string& name, double timeout);
+  // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator;
+  // refuses one another user owns unless `allow_other_owner`.
+  PyBuffer(const std::string& name, double timeout, bool allow_other_owner = false);
 
   // Called with Python's vectorcall convention (args[0..nargs) positional, then one value per
   // name in the kwnames tuple): no argument tuple or keyword dict is built per call.
