@@ -126,8 +126,7 @@ void Buffer::bind_region(double alpha, double eps) {
   }
 }
 
-Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait,
-                      Region::Owner owner) {
+Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait, Region::Owner owner) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto pause = std::chrono::microseconds(100);
   for (;;) {

@@ -216,12 +216,11 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
     if (name_end == std::end(record.name)) throw fail(where + "name is not NUL-terminated");
     // Checked before the name goes into any message or string: a corrupt byte must give this
     // error, never text that is not text.
-    const std::string_view stored_name(std::begin(record.name),
-                                       static_cast<std::size_t>(name_end - std::begin(record.name)));
+    const std::string_view stored_name(
+        std::begin(record.name), static_cast<std::size_t>(name_end - std::begin(record.name)));
     if (!is_valid_field_name(stored_name)) {
-      throw fail(where + "name '" + printable(stored_name) +
-                 "' is not a field name (1 to " + std::to_string(kMaxFieldNameLength) +
-                 " of the characters A-Z a-z 0-9 _ - .)");
+      throw fail(where + "name '" + printable(stored_name) + "' is not a field name (1 to " +
+                 std::to_string(kMaxFieldNameLength) + " of the characters A-Z a-z 0-9 _ - .)");
     }
     if (!is_valid_dtype(record.dtype)) {
       throw fail(where + "unknown dtype " + std::to_string(record.dtype));

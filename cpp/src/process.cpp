@@ -49,9 +49,8 @@ void on_fork_child() noexcept {
 
 void install_fork_handler() noexcept {
   static std::once_flag once;
-  std::call_once(once, [] {
-    ::pthread_atfork(lock_fork_private, unlock_fork_private, on_fork_child);
-  });
+  std::call_once(once,
+                 [] { ::pthread_atfork(lock_fork_private, unlock_fork_private, on_fork_child); });
 }
 
 // Installed when the library is loaded, so that no fork escapes it.
@@ -173,7 +172,7 @@ Liveness liveness(const Identity& who) noexcept {
 #endif
   const auto pid = static_cast<pid_t>(who.pid);
   if (::kill(pid, 0) != 0 && errno == ESRCH) return Liveness::kDead;
-    // It exists (EPERM: it belongs to another user, but exists).
+  // It exists (EPERM: it belongs to another user, but exists).
 #if defined(__linux__)
   // A SIGKILLed process stays a zombie until its parent reaps it, and kill() still finds it.
   char path[64];

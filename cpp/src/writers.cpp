@@ -171,8 +171,7 @@ WriterRegistry::Census WriterRegistry::census() const noexcept {
   for (const WriterEntry& entry : entries_) {
     const Holder h = holder(entry);
     if (h.identity.pid == 0) continue;
-    if (judge(static_cast<std::size_t>(&entry - entries_.data()), h) ==
-        process::Liveness::kDead) {
+    if (judge(static_cast<std::size_t>(&entry - entries_.data()), h) == process::Liveness::kDead) {
       ++census.dead;
     } else {
       ++census.live;

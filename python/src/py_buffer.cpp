@@ -123,9 +123,9 @@ PyBuffer::PyBuffer(const std::string& name, double timeout, bool allow_other_own
   }
   {
     py::gil_scoped_release release;
-    buffer_ = std::make_shared<Buffer>(Buffer::attach(
-        name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0)),
-        allow_other_owner ? Region::Owner::kAnyone : Region::Owner::kSelf));
+    buffer_ = std::make_shared<Buffer>(
+        Buffer::attach(name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0)),
+                       allow_other_owner ? Region::Owner::kAnyone : Region::Owner::kSelf));
   }
   init_info();
 }
