@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -291,6 +292,41 @@ void expect_taken_over_promptly(int idle_children) {
 TEST(DeadWriters, AWriterThatExecsMidWriteIsTakenOver) {
   ::alarm(60);
   expect_taken_over_promptly(0);
+  ::alarm(0);
+}
+
+TEST(DeadWriters, AWriterInAnotherPidNamespaceIsJudgedByItsLock) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to make a pid namespace";
+  ::alarm(60);
+  Fixture f(8);
+  f.add(0, 8);
+  // A writer that dies mid-write in another pid namespace (another container sharing /dev/shm):
+  // its pid means nothing here, so only its lock can tell it is gone.
+  const int made = run_in_child([&] {
+    if (::unshare(CLONE_NEWPID) != 0) return 3;
+    const pid_t writer = ::fork();
+    if (writer == 0) {
+      WriterClaim claim(f.locked_registry());
+      const sync::SeqWord word = claim.word();
+      for (const std::size_t slot : {2, 6}) {
+        sync::seq_ref(f.seq()[slot]).store(word, std::memory_order_release);
+      }
+      ::_exit(7);  // dies without releasing its claim (it is the namespace's init: no SIGKILL)
+    }
+    int status = 0;
+    ::waitpid(writer, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 7 ? 0 : 4;
+  });
+  if (made == 3) GTEST_SKIP() << "cannot make a pid namespace here";
+  ASSERT_EQ(made, 0);
+  const int code = run_in_child(
+      [&] {
+        f.add(8, 8);
+        return 0;
+      },
+      15);
+  EXPECT_EQ(code, 0) << "the next writer waited for a dead writer of another pid namespace";
+  EXPECT_EQ(f.buffer.check_consistency().readable, 8u);
   ::alarm(0);
 }
 
