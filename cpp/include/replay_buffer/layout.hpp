@@ -94,7 +94,8 @@ struct WriterEntry {
   std::uint64_t state;          // incarnation << 32 | pid; pid 0: free
   std::uint64_t start_time;     // of the holder (process::Identity), valid for `details_of`
   std::uint64_t pid_namespace;  // likewise
-  std::uint64_t details_of;     // the incarnation the two words above belong to
+  std::uint64_t details_of;     // the incarnation the two words above belong to; bit 63: the
+                                // holder locked the entry (writers.hpp)
 };
 
 static_assert(std::is_trivially_copyable_v<RegionHeader>);
