@@ -152,7 +152,7 @@ std::uint64_t region_magic(std::span<const std::byte> region) noexcept {
 }
 
 RegionDescription read_region_header(std::span<const std::byte> region, std::string_view name) {
-  const std::string who = "shared buffer '" + std::string(name) + "'";
+  const std::string who = "shared buffer '" + printable(name) + "'";
   const auto fail = [&who](const std::string& what) -> InvalidRegionError {
     return InvalidRegionError(who + ": " + what);
   };
