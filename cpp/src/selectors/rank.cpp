@@ -103,22 +103,26 @@ void RankSelector::Locked::sort_ranks(const LiveKeys& live) {
   PriorityControl& control = state.control();
   const std::size_t capacity = state.capacity();
   std::span<std::uint8_t> changed = selector_.changed_;
-  // Whether a slot holds a live item: its newest key is not older than the live range.
+  // Whether a slot holds a live item: the live keys occupy the slots from first's to end's, maybe
+  // wrapping round the ring (no division per slot: this runs over every slot).
+  const std::size_t size = live.size();
+  const auto lo = static_cast<std::size_t>(live.first % capacity);
+  const auto hi = static_cast<std::size_t>(live.end % capacity);
   const auto live_slot = [&](std::uint64_t slot) {
-    return slot < capacity && newest_key_of(static_cast<std::size_t>(slot), live, capacity) >=
-                                  live.first;
+    if (slot >= capacity || size == 0) return false;
+    if (size == capacity) return true;
+    return lo < hi ? (slot >= lo && slot < hi) : (slot >= lo || slot < hi);
   };
   // The order's entries whose slot kept its priority stay sorted as they are.
   std::vector<RankEntry> kept;
-  kept.reserve(std::min<std::size_t>(control.sorted_count, live.size()));
+  kept.reserve(std::min<std::size_t>(control.sorted_count, size));
   for (std::size_t r = 0; r < control.sorted_count; ++r) {
     const RankEntry& entry = selector_.order_[r];
     if (live_slot(entry.slot) && changed[entry.slot] == 0) kept.push_back(entry);
   }
   // Live slots set since the sort are sorted on their own...
   std::vector<RankEntry> fresh;
-  for (std::uint64_t key = live.first; key < live.end; ++key) {
-    const auto slot = static_cast<std::size_t>(key % capacity);
+  for (std::size_t i = 0, slot = lo; i < size; ++i, slot = slot + 1 == capacity ? 0 : slot + 1) {
     if (changed[slot] != 0) {
       fresh.push_back({state.tree().get(slot), slot});
       changed[slot] = 0;
