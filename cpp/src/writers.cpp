@@ -57,10 +57,12 @@ WriterRegistry::Holder WriterRegistry::holder(const WriterEntry& entry) const no
   for (;;) {
     const std::uint64_t state = ref(entry.state).load(std::memory_order_acquire);
     const std::uint64_t details_of = ref(entry.details_of).load(std::memory_order_acquire);
-    const std::uint64_t start_time = ref(entry.start_time).load(std::memory_order_relaxed);
-    const std::uint64_t pid_namespace = ref(entry.pid_namespace).load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (ref(entry.state).load(std::memory_order_relaxed) != state) continue;
+    // Acquire loads (not a fence, which ThreadSanitizer cannot see): the reload of the state word
+    // below cannot move before them, and a details_of of this incarnation brings the details
+    // stored before it.
+    const std::uint64_t start_time = ref(entry.start_time).load(std::memory_order_acquire);
+    const std::uint64_t pid_namespace = ref(entry.pid_namespace).load(std::memory_order_acquire);
+    if (ref(entry.state).load(std::memory_order_acquire) != state) continue;
     Holder holder{state, {.pid = pid_in(state)}, false};
     if ((details_of & ~kLockedFlag) == incarnation_in(state)) {
       holder.identity.start_time = start_time;
@@ -86,10 +88,9 @@ bool WriterRegistry::try_claim(std::size_t index, std::uint64_t expected,
   // process exits or execs). A byte still locked by a holder that has not closed its
   // descriptor yet leaves this claim unlocked, judged by its pid.
   const bool locked = lock != nullptr && lock->lock(lock_byte(index));
-  // Ordered after the claim for anyone who reads these details (see holder()).
-  std::atomic_thread_fence(std::memory_order_release);
-  ref(entry.start_time).store(me.start_time, std::memory_order_relaxed);
-  ref(entry.pid_namespace).store(me.pid_namespace, std::memory_order_relaxed);
+  // Release stores: ordered after the claim for anyone who reads these details (see holder()).
+  ref(entry.start_time).store(me.start_time, std::memory_order_release);
+  ref(entry.pid_namespace).store(me.pid_namespace, std::memory_order_release);
   ref(entry.details_of).store(next | (locked ? kLockedFlag : 0), std::memory_order_release);
   id = static_cast<sync::WriterId>(next) << kIndexBits | static_cast<sync::WriterId>(index);
   return true;
