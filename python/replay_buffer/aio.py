@@ -36,8 +36,9 @@ class _Sampler(Protocol):
 
 @functools.cache
 def _pool(kind: str) -> ThreadPoolExecutor:
-    # Inserts and samples get separate threads, so samples that wait (for a rate limiter, say)
-    # can never take every thread from the inserts they are waiting for.
+    # One pool per kind of call, and no kind can release a call of its own kind (adds wait for
+    # samples, samples for adds, updates never wait): however many calls a rate limiter holds
+    # back, the calls that would release them never queue behind them.
     return ThreadPoolExecutor(4, thread_name_prefix=f"replay-buffer-aio-{kind}")
 
 
@@ -61,7 +62,7 @@ async def update_priorities(
 ) -> int:
     """Await ``buffer.update_priorities(...)`` run in a worker thread; return how many applied."""
     call = functools.partial(buffer.update_priorities, indices, td_errors, priorities=priorities)
-    return await _off_loop("insert", call)
+    return await _off_loop("update", call)
 
 
 _DONE = object()  # queued by close(): wakes a consumer waiting in another thread

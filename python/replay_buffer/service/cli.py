@@ -122,7 +122,9 @@ def build_parser(prog: str = "replay-buffer serve") -> argparse.ArgumentParser:
     server.add_argument("--max-batch", type=int, help=f"default {Limits.max_batch}")
     server.add_argument("--max-in-flight", type=int, help=f"default {Limits.max_in_flight}")
     server.add_argument("--max-connections", type=int, help="default 1024")
-    server.add_argument("--workers", type=int, help="worker threads per pool (default 4)")
+    server.add_argument(
+        "--workers", type=int, help="threads per worker lane: inserts, samples, updates, clears"
+    )
     server.add_argument("--grace", type=float, help="seconds to finish requests on shutdown")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser

@@ -73,7 +73,7 @@ class ServiceConfig:
         status_interval: Seconds between status lines; 0 disables them.
         limits: Frame size, batch and pipelining limits.
         max_connections: Connections beyond this many are refused.
-        workers: Threads for large inserts (and as many for large samples).
+        workers: Threads per worker lane (inserts, samples, priority updates, clears).
         grace: Seconds a shutdown waits for requests already received.
 
     """
