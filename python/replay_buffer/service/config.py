@@ -53,7 +53,6 @@ else:
 log = logging.getLogger("replay_buffer.service")
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:7777"
-TOKEN_ENV = "REPLAY_BUFFER_TOKEN"
 _TRANSITION_KEYS = {"obs_shape", "action_dim", "obs_dtype", "action_type"}
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
 

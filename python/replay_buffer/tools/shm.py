@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from replay_buffer import _core
+from replay_buffer.errors import InvalidRegionError
 
 # What a shared-memory object is, from its first 8 bytes.
 OURS, UNINITIALISED, FOREIGN = "replay buffer", "not initialised", "not a replay buffer"
@@ -101,7 +102,7 @@ def list_buffers(show_all: bool = False) -> int:
             if show_all:
                 rows.append((name, "", "", "", "", "", "(no permission to read it)"))
             continue
-        except (_core.InvalidRegionError, OSError) as error:
+        except (InvalidRegionError, OSError) as error:
             rows.append((name, "", "", "", "", "", f"(unusable: {message(error)})"))
             continue
         rows.append(
@@ -129,7 +130,7 @@ def show_info(name: str, as_json: bool = False) -> int:
     """Print everything a shared buffer's header and counters say."""
     try:
         info = _core.shm_info(name)
-    except (OSError, _core.InvalidRegionError) as error:
+    except (OSError, InvalidRegionError) as error:
         print(f"replay-buffer shm info: {message(error)}")
         return 1
     if as_json:
@@ -186,7 +187,7 @@ def refusal(name: str) -> str | None:
         return f"{kind} (--force removes it anyway)"
     try:
         info = _core.shm_info(name)
-    except _core.InvalidRegionError:
+    except InvalidRegionError:
         return None  # a replay buffer this version cannot use: nothing can use it
     if info["creator_alive"] is not False:
         return (

@@ -11,7 +11,9 @@ import time
 
 import numpy as np
 
-from replay_buffer import BufferConfig, ReplayBuffer, shm_cli
+from replay_buffer.buffer import ReplayBuffer
+from replay_buffer.config import BufferConfig
+from replay_buffer.tools import shm
 
 
 def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
@@ -60,16 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("bench", help="benchmark against peer libraries (see --help)", add_help=False)
     sub.add_parser("serve", help="serve a buffer over Unix or TCP sockets", add_help=False)
     shm_parser = sub.add_parser("shm", help="list, inspect and remove shared-memory buffers")
-    shm_cli.add_arguments(shm_parser)
+    shm.add_arguments(shm_parser)
     args, rest = parser.parse_known_args(argv)
     if args.command in ("demo", "shm") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         demo(args.capacity, args.batch_size)
     elif args.command == "shm":
-        raise SystemExit(shm_cli.run(args))
+        raise SystemExit(shm.run(args))
     elif args.command == "bench":
-        from replay_buffer import bench
+        from replay_buffer.tools import bench
 
         bench.main(rest)
     else:
