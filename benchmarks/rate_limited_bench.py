@@ -119,7 +119,7 @@ def config(timeout: float) -> BufferConfig:
 def start_server(timeout: float, tmp: str) -> tuple[subprocess.Popen[str], str]:
     sock = os.path.join(tmp, "rb.sock")
     command = [
-        sys.executable, "-m", "replay_buffer.service.cli",
+        sys.executable, "-m", "replay_buffer.tools.serve",
         "--capacity", str(CAPACITY), "--strategy", "prioritized", "--seed", "0",
         "--obs-shape", "4", "--action-dim", "2",
         "--min-size-to-sample", str(MIN_SIZE), "--samples-per-insert", str(SAMPLES_PER_INSERT),

@@ -1,15 +1,16 @@
 """Side-by-side benchmark: replay_buffer against a plain NumPy ring and cpprb, in one process run.
 
-Run replay-buffer bench (or python -m replay_buffer.tools.bench). Peers that are not installed
-are skipped with a note; pip install cpprb adds cpprb. Numbers are wall-clock on this machine.
+Run ``replay-buffer bench`` (or ``python -m replay_buffer.tools.bench``). Peers that are not
+installed are skipped with a note; ``pip install cpprb`` adds cpprb. Numbers are wall-clock on
+this machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ import numpy as np
 
 from replay_buffer.buffer import ReplayBuffer
 from replay_buffer.config import BufferConfig
-from replay_buffer.tools import bench_prioritized
+from replay_buffer.tools import bench_prioritized, console
 from replay_buffer.tools.bench_common import (
     WORKLOADS,
     Row,
@@ -216,9 +217,16 @@ def run(workloads: list[Workload], calls: int, out: Callable[[str], None] = prin
     return results
 
 
+_DESCRIPTION = (
+    "Side-by-side benchmark: replay_buffer against a plain NumPy ring, cpprb and (prioritized) "
+    "TorchRL, in one process run. Peers that are not installed are skipped with a note "
+    "(pip install cpprb adds cpprb). Numbers are wall-clock on this machine."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``replay-buffer bench``."""
-    parser = argparse.ArgumentParser(prog="replay-buffer bench", description=__doc__)
+    parser = console.Parser(prog="replay-buffer bench", description=_DESCRIPTION)
     parser.add_argument("--workload", choices=[*WORKLOADS, "prioritized", "all"], default="all")
     parser.add_argument("--calls", type=int, default=20_000, help="timed calls per operation")
     parser.add_argument(
@@ -239,4 +247,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console.run(main))
