@@ -173,9 +173,10 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
 
 def _load(args: argparse.Namespace) -> tuple[ServiceConfig, Naming]:
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
-    from_file = {
-        (table, key) for table, values in data.items() if isinstance(values, dict) for key in values
-    }
+    for table, values in data.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{args.config}: {table} must be a table, [{table}]")
+    from_file = {(table, key) for table, values in data.items() for key in values}
     merged = {**data, **{t: dict(data.get(t, {})) for t in ("buffer", "transition", "fields")}}
     merged["server"] = dict(data.get("server", {}))
     flags: dict[str, dict[str, Any]] = {
