@@ -75,8 +75,9 @@ def _help(f: dataclasses.Field[Any], option: Option) -> str:
         text = f"{option.help} (required)"
     else:
         text = option.help
-    if option.choices:
-        text += ": " + ", ".join(option.choices)
+    choices = option.choices() if option.choices else ()
+    if choices:
+        text += ": " + ", ".join(choices)
     return text.replace("%", "%%")  # argparse formats help with %
 
 
@@ -109,12 +110,13 @@ def build_parser(prog: str = "replay-buffer serve") -> argparse.ArgumentParser:
     where.add_argument("--shm-name", help="also expose the buffer in shared memory under this name")
     buffer = parser.add_argument_group("buffer (the [buffer] keys of the config file)")
     for f, option in options():
+        choices = option.choices() if option.choices else None
         buffer.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             type=_reader(option),
-            choices=option.choices,
-            metavar="NAME" if option.choices else None,
+            choices=choices or None,
+            metavar="NAME" if choices else None,
             default=argparse.SUPPRESS,  # absent unless given, so "none" can be told from unset
             help=_help(f, option),
         )
