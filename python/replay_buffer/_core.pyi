@@ -4,9 +4,9 @@ from typing import Any, overload
 
 import numpy as np
 
-class EmptyBufferError(ValueError): ...
-class CapacityError(MemoryError): ...
-class InvalidRegionError(ValueError): ...
+from replay_buffer.errors import CapacityError as CapacityError
+from replay_buffer.errors import EmptyBufferError as EmptyBufferError
+from replay_buffer.errors import InvalidRegionError as InvalidRegionError
 
 SHM_CAN_LIST: bool
 SHM_MAX_NAME_LENGTH: int

@@ -13,6 +13,7 @@ import numpy as np
 from replay_buffer import _core
 from replay_buffer.config import BufferConfig
 from replay_buffer.fields import normalize_fields, transition_fields
+from replay_buffer.prefetch import Prefetcher
 
 
 class ReplayBuffer(_core.Buffer):
@@ -168,11 +169,9 @@ class ReplayBuffer(_core.Buffer):
     ) -> Iterator[dict[str, np.ndarray]]:
         """Iterate over ``sample(batch_size)`` batches, ``depth`` of them drawn ahead in a thread.
 
-        See :func:`replay_buffer.aio.prefetch`; close it (or leave its ``with`` block) to stop.
+        See :func:`replay_buffer.prefetch.prefetch`; close it (or leave its ``with`` block) to stop.
         """
-        from replay_buffer.aio import prefetch
-
-        return prefetch(self, batch_size, depth, beta=beta)
+        return Prefetcher(self, batch_size, depth, beta)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickle a shared buffer as its name, so that unpickling attaches to it."""

@@ -95,17 +95,19 @@ void add_vectorcall_method(py::class_<PyBuffer>& cls, const char* name, const ch
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of replay_buffer. Use the replay_buffer package, not this module.";
 
-  // Stored without a destructor that would run after the interpreter is gone.
+  // The exception classes are pure Python (replay_buffer.errors), so that code which never loads
+  // this module, such as a socket client, raises and catches the very same classes. Stored
+  // without a destructor that would run after the interpreter is gone.
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> empty_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> capacity_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> region_error;
-  empty_error.call_once_and_store_result(
-      [&] { return py::exception<rb::EmptyBufferError>(m, "EmptyBufferError", PyExc_ValueError); });
-  capacity_error.call_once_and_store_result(
-      [&] { return py::exception<rb::CapacityError>(m, "CapacityError", PyExc_MemoryError); });
-  region_error.call_once_and_store_result([&] {
-    return py::exception<rb::InvalidRegionError>(m, "InvalidRegionError", PyExc_ValueError);
-  });
+  const py::module_ errors = py::module_::import("replay_buffer.errors");
+  empty_error.call_once_and_store_result([&] { return errors.attr("EmptyBufferError"); });
+  capacity_error.call_once_and_store_result([&] { return errors.attr("CapacityError"); });
+  region_error.call_once_and_store_result([&] { return errors.attr("InvalidRegionError"); });
+  m.attr("EmptyBufferError") = empty_error.get_stored();
+  m.attr("CapacityError") = capacity_error.get_stored();
+  m.attr("InvalidRegionError") = region_error.get_stored();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

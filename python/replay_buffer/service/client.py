@@ -17,7 +17,7 @@ import numpy as np
 
 from replay_buffer.service import codec
 from replay_buffer.service import protocol as p
-from replay_buffer.service.address import open_socket, parse_address
+from replay_buffer.service.address import connect_error, open_socket, parse_address
 
 _STAGING_BYTES = 64 * 1024
 
@@ -78,11 +78,19 @@ class Client(codec.HandshakeView):
         self._closed = False
         self._broken: BaseException | None = None
         self._schema: codec.RemoteSchema | None = None
-        self._sock = open_socket(self._address, connect_timeout)
+        try:
+            self._sock = open_socket(self._address, connect_timeout)
+        except (OSError, RuntimeError) as exc:
+            self._closed = True
+            raise connect_error(url, exc) from exc
         try:
             self._sock.settimeout(timeout)
             reply = self._call(p.MsgType.HELLO, [codec.hello(token)], True)
             self._schema = codec.RemoteSchema.from_hello(reply)
+        except (OSError, RuntimeError) as exc:
+            self._sock.close()
+            self._closed = True
+            raise connect_error(url, exc) from exc
         except BaseException:
             self._sock.close()
             self._closed = True
@@ -362,7 +370,8 @@ def connect(
 
     Raises:
         PermissionError: the server wants a token and this one is wrong or missing.
-        ConnectionError: nothing listens there, or the handshake failed.
+        OSError: nothing listens there (ConnectionRefusedError, FileNotFoundError for a Unix
+            socket), or the handshake failed (ConnectionError). Every such error names ``url``.
 
     """
     return Client(url, token=token, timeout=timeout, connect_timeout=connect_timeout)

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-import replay_buffer
+from replay_buffer._version import __version__
 from replay_buffer.service import protocol as p
-from replay_buffer.service.config import TOKEN_ENV
+
+#: The environment variable a client reads the server's token from when given none.
+TOKEN_ENV = "REPLAY_BUFFER_TOKEN"
 
 Parts = list[bytes | memoryview]
 _INT64 = (-(2**63), 2**63)
@@ -105,7 +107,7 @@ class HandshakeView:
 
 def hello(token: str | None) -> bytes:
     """Encode the handshake request; the token defaults to ``$REPLAY_BUFFER_TOKEN``."""
-    request: dict[str, Any] = {"client": f"replay_buffer-python/{replay_buffer.__version__}"}
+    request: dict[str, Any] = {"client": f"replay_buffer-python/{__version__}"}
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None:
         request["token"] = token

@@ -8,28 +8,28 @@ here touches a socket.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import replay_buffer
-from replay_buffer.buffer import ReplayBuffer
+from replay_buffer._version import __version__
 from replay_buffer.service import protocol as p
+
+if TYPE_CHECKING:
+    from replay_buffer.buffer import ReplayBuffer
 
 Parts = list[bytes | memoryview]
 
 
 @dataclass
 class Reply:
-    """A handler's result: the payload buffers and what the request did, for the status line."""
+    """A handler's result: the payload buffers, and how many transitions it added or sampled."""
 
     parts: Parts
-    inserts: int = 0
-    samples: int = 0
+    rows: int = 0
 
 
 class _ClearGate:
@@ -72,21 +72,6 @@ class _ClearGate:
                 self._cond.notify_all()
 
 
-@dataclass
-class Counters:
-    """Totals since the server started, kept on the event loop thread."""
-
-    started: float = field(default_factory=time.monotonic)
-    inserts: int = 0
-    samples: int = 0
-    requests: int = 0
-    errors: int = 0
-    connections: int = 0
-    connections_total: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-
-
 class Handlers:
     """The request handlers of one served buffer.
 
@@ -121,7 +106,7 @@ class Handlers:
         config = asdict(self.buffer.config)
         return {
             "protocol": p.VERSION,
-            "server": f"replay_buffer/{replay_buffer.__version__}",
+            "server": f"replay_buffer/{__version__}",
             "fields": [
                 {
                     "name": name,
@@ -190,7 +175,7 @@ class Handlers:
         }
         with self._gate.adding():
             key = self.buffer.add(**named)
-        return Reply([p.U64.pack(key)], inserts=1)
+        return Reply([p.U64.pack(key)], rows=1)
 
     def add_batch(self, payload: memoryview) -> Reply:
         """ADD_BATCH: arrays with a leading batch axis."""
@@ -198,7 +183,7 @@ class Handlers:
         rows = self._check_rows(arrays)
         with self._gate.adding():
             first = self.buffer.add_batch(**arrays)
-        return Reply([p.U64.pack(first)], inserts=rows)
+        return Reply([p.U64.pack(first)], rows=rows)
 
     def sample(self, payload: memoryview) -> Reply:
         """SAMPLE: a batch of the requested fields, then ``indices`` (and ``weights``)."""
@@ -228,7 +213,7 @@ class Handlers:
         names = [self._field_names[i] for i in wanted]
         names += [name for name in batch if name not in self._field_set]
         parts = p.encode_arrays((name, batch[name], 0) for name in names)
-        return Reply(parts, samples=batch_size)
+        return Reply(parts, rows=batch_size)
 
     def update_priorities(self, payload: memoryview) -> Reply:
         """UPDATE_PRIORITIES: ``indices``, and ``td_errors`` or ``priorities``; reply the count."""
@@ -260,20 +245,4 @@ class Handlers:
             "size": self.buffer.size(),
             "next_key": self.buffer.next_key(),
             "region_bytes": self.buffer.region_bytes(),
-        }
-
-    def stats(self, counters: Counters) -> dict[str, Any]:
-        """STATS: the server's counters since it started."""
-        return {
-            "size": self.buffer.size(),
-            "capacity": self.buffer.capacity(),
-            "uptime_s": time.monotonic() - counters.started,
-            "inserts": counters.inserts,
-            "samples": counters.samples,
-            "requests": counters.requests,
-            "errors": counters.errors,
-            "connections": counters.connections,
-            "connections_total": counters.connections_total,
-            "bytes_in": counters.bytes_in,
-            "bytes_out": counters.bytes_out,
         }

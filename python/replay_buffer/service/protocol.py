@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from replay_buffer._core import CapacityError, EmptyBufferError
+from replay_buffer.errors import CapacityError, EmptyBufferError
 
 MAGIC = b"RB"
 VERSION = 1
