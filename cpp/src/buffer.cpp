@@ -114,7 +114,7 @@ void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::u
 std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   check_inputs(row, 1);
   (void)state_->writer.word();  // registers this process as a writer before it claims a key
-  const std::uint64_t key = state_->ring.claim(1, rate_limit(), state_->counters->sampled);
+  const std::uint64_t key = state_->ring.claim(1, rate_limit(), &state_->cancels);
   write_claimed(row, key, 1);
   return key;
 }
@@ -124,7 +124,7 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
   check_inputs(columns, count);
   (void)state_->writer.word();
   const std::uint64_t first_key =
-      state_->ring.claim(count, rate_limit(), state_->counters->sampled);
+      state_->ring.claim(count, rate_limit(), &state_->cancels);
   write_claimed(columns, first_key, count);
   return first_key;
 }
@@ -175,22 +175,29 @@ void Buffer::admit_sample(std::size_t count) {
     return;
   }
   limit.check_sample_batch(count);
+  const Ring& ring = state_->ring;
+  // Counted since the last clear, as the limiter's inserts are.
+  const auto inserts = [&ring] {
+    const LiveKeys live = ring.live_keys();
+    return live.end - live.base;
+  };
   const bool admitted = retry_until(
       [&] {
         std::uint64_t before = sampled_so_far.load(std::memory_order_acquire);
-        return limit.can_sample(size(), next_key(), before, count) &&
+        return limit.can_sample(size(), inserts(), ring.sampled_since_clear(), count) &&
                sampled_so_far.compare_exchange_strong(before, before + count,
                                                       std::memory_order_acq_rel);
       },
-      limit.timeout_seconds);
+      limit.timeout_seconds, &state_->cancels);
   if (!admitted) {
     throw RateLimitTimeout("a sample of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) + " s for the buffer to hold " +
                            std::to_string(limit.min_size_to_sample) +
                            " transitions and for adds to keep up (samples_per_insert " +
                            std::to_string(limit.samples_per_insert) + ", size " +
-                           std::to_string(size()) + ", " + std::to_string(next_key()) + " added, " +
-                           std::to_string(sampled()) + " sampled)");
+                           std::to_string(size()) + ", " + std::to_string(inserts()) +
+                           " added and " + std::to_string(ring.sampled_since_clear()) +
+                           " sampled since the last clear)");
   }
 }
 
@@ -391,6 +398,10 @@ void Buffer::priorities(std::span<const std::uint64_t> keys, std::span<double> o
       out[i] = slot ? locked.get(*slot) : std::numeric_limits<double>::quiet_NaN();
     }
   });
+}
+
+void Buffer::cancel_waits() noexcept {
+  state_->cancels.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void Buffer::clear() {

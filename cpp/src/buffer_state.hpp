@@ -21,6 +21,8 @@ struct Buffer::State {
   AnySelector selector;
   RegionHeader* header;
   Counters* counters;
+  // Moved by Buffer::cancel_waits: calls of this process waiting for the rate limiter then end.
+  std::atomic<std::uint64_t> cancels{0};
 
   State(Schema schema_in, Layout layout_in, Region region_in, const SelectorParams& params)
       : schema(std::move(schema_in)),

@@ -58,28 +58,38 @@ LiveKeys Ring::live_keys() const noexcept {
   return LiveKeys{base, std::min(std::max(base, oldest), end), end};
 }
 
+std::uint64_t Ring::sampled_since_clear() const noexcept {
+  const std::uint64_t at_clear =
+      sync::counter_ref(counters_->sampled_at_clear).load(std::memory_order_acquire);
+  const std::uint64_t sampled = sync::counter_ref(counters_->sampled).load(std::memory_order_acquire);
+  return sampled >= at_clear ? sampled - at_clear : 0;
+}
+
 std::uint64_t Ring::claim(std::size_t count, const RateLimit& limit,
-                          const std::uint64_t& sampled) {
+                          const std::atomic<std::uint64_t>* cancels) {
   auto next = sync::counter_ref(counters_->next_key);
   if (!limit.limits_ratio()) return next.fetch_add(count, std::memory_order_acq_rel);
-  limit.check_insert_batch(next.load(std::memory_order_acquire), count);
-  auto samples = sync::counter_ref(const_cast<std::uint64_t&>(sampled));
+  const auto since_clear = [&](std::uint64_t key) {
+    const std::uint64_t base = base_key();
+    return key >= base ? key - base : 0;
+  };
+  limit.check_insert_batch(since_clear(next.load(std::memory_order_acquire)), count);
   std::uint64_t first = 0;
   // Check and claim in one compare-exchange, so concurrent adders cannot overshoot together.
   const bool admitted = retry_until(
       [&] {
         first = next.load(std::memory_order_acquire);
-        return limit.can_insert(first, samples.load(std::memory_order_acquire), count) &&
+        return limit.can_insert(since_clear(first), sampled_since_clear(), count) &&
                next.compare_exchange_strong(first, first + count, std::memory_order_acq_rel);
       },
-      limit.timeout_seconds);
+      limit.timeout_seconds, cancels);
   if (!admitted) {
     throw RateLimitTimeout("an add of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) +
                            " s for samples to catch up (samples_per_insert " +
                            std::to_string(limit.samples_per_insert) + ", " +
                            std::to_string(next_key()) + " added, " +
-                           std::to_string(samples.load(std::memory_order_acquire)) + " sampled)");
+                           std::to_string(sampled_since_clear()) + " sampled since the last clear)");
   }
   return first;
 }
@@ -221,6 +231,14 @@ void Ring::clear() noexcept {
   std::uint64_t current = base.load(std::memory_order_acquire);
   while (current < target &&
          !base.compare_exchange_weak(current, target, std::memory_order_acq_rel)) {
+  }
+  // The rate limiter counts from here again (Reverb resets its limiter with its table). A process
+  // killed between the two stores only leaves the limiter counting from the previous clear.
+  const std::uint64_t sampled = sync::counter_ref(counters_->sampled).load(std::memory_order_acquire);
+  auto at_clear = sync::counter_ref(counters_->sampled_at_clear);
+  std::uint64_t seen = at_clear.load(std::memory_order_acquire);
+  while (seen < sampled &&
+         !at_clear.compare_exchange_weak(seen, sampled, std::memory_order_acq_rel)) {
   }
 }
 

@@ -35,7 +35,7 @@ struct Fixture {
   }
 
   std::uint64_t add(std::int64_t id) {
-    const std::uint64_t key = ring.claim(1, RateLimit{}, sampled);
+    const std::uint64_t key = ring.claim(1, RateLimit{});
     std::array<std::int64_t, 16> payload;
     std::iota(payload.begin(), payload.end(), id);
     const std::array<FieldBytes, 2> row{bytes_of(id), bytes_of(payload)};
@@ -67,7 +67,6 @@ struct Fixture {
   Region region;
   WriterClaim claim;
   Ring ring;
-  std::uint64_t sampled = 0;
 };
 
 TEST(Ring, KeysMapToSlotsAndAbsoluteLaps) {

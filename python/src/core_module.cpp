@@ -255,6 +255,10 @@ PYBIND11_MODULE(_core, m) {
           "clear", [](PyBuffer& b) { b.buffer().clear(); },
           "Forget every transition; keys keep increasing. Safe at any time, also while other "
           "threads or processes add (their rows are kept or cleared by their keys).")
+      .def(
+          "cancel_waits", [](PyBuffer& b) { b.buffer().cancel_waits(); },
+          "End every call of this process waiting for the rate limiter now (ValueError, nothing "
+          "added or sampled); later calls wait as usual. close() does it too.")
       .def("check_consistency", &PyBuffer::check_consistency,
            "Check the buffer's invariants (sequence words, writer registry, and the priority "
            "trees against a recomputation, after repairing them if a process died holding their "

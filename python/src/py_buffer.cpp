@@ -466,6 +466,7 @@ py::dict PyBuffer::check_consistency() {
 
 void PyBuffer::close() {
   if (!buffer_) return;
+  buffer_->cancel_waits();  // calls waiting for the rate limiter on other threads end now
   buffer_->unlink_shared_name();
   buffer_.reset();
 }

@@ -15,7 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from replay_buffer import BufferConfig, InvalidRegionError, ReplayBuffer, _core, shm_cli
+from replay_buffer import BufferConfig, InvalidRegionError, ReplayBuffer, _core
+from replay_buffer.tools import shm as shm_cli
 
 import shm_support as s
 

@@ -200,6 +200,11 @@ class Buffer {
   // on a uniform buffer. Thread-safe: one priority lock acquisition.
   void priorities(std::span<const std::uint64_t> keys, std::span<double> out);
 
+  // Ends every call of this process (through this Buffer) that is waiting for the rate limiter
+  // now, with WaitCancelled, having added or sampled nothing; later calls wait as usual. For an
+  // owner shutting down (a server's close). Thread-safe, O(1).
+  void cancel_waits() noexcept;
+
   // Forgets every transition; keys keep increasing. One atomic store of the base key (plus, for
   // prioritized buffers, resetting the priorities under the priority lock), so a process killed
   // at any instant of it leaves a consistent buffer. Adds that overlap it keep their rows if

@@ -87,6 +87,7 @@ struct Counters {
   std::uint64_t beta_bits;                          // the current beta, a double's bits (atomic)
   std::uint64_t takeovers;  // slots taken over from writers that died mid-write (atomic)
   alignas(kAlignment) std::uint64_t sampled;  // transitions sampled so far (atomic)
+  std::uint64_t sampled_at_clear;             // `sampled` at the last clear (atomic)
 };
 
 // One entry of a shared region's writer registry (writers.hpp). Every word is accessed atomically.

@@ -71,11 +71,14 @@ class Ring {
   [[nodiscard]] std::uint64_t base_key() const noexcept;
 
   // Hands out `count` consecutive keys and returns the first, after `limit` admits them (waiting
-  // as it says; `sampled` is the count of sampled items it compares with). Throws
-  // RateLimitTimeout after the limit's timeout and std::invalid_argument for a batch the limit
-  // could never admit. Thread- and process-safe; lock-free without a ratio limit.
+  // as it says, with inserts and samples counted since the last clear). Throws RateLimitTimeout
+  // after the limit's timeout, WaitCancelled when `cancels` moves, and std::invalid_argument for
+  // a batch the limit could never admit. Thread- and process-safe; lock-free without a ratio
+  // limit.
   [[nodiscard]] std::uint64_t claim(std::size_t count, const RateLimit& limit,
-                                    const std::uint64_t& sampled);
+                                    const std::atomic<std::uint64_t>* cancels = nullptr);
+  // Items sampled since the last clear (what the rate limiter compares). Thread-safe.
+  [[nodiscard]] std::uint64_t sampled_since_clear() const noexcept;
 
   // Claims key's slot for key's lap, marking its sequence word odd with this writer's id, and
   // returns true; false when a newer lap already holds the slot (this row would be overwritten at
@@ -111,8 +114,9 @@ class Ring {
   // Starts loading a slot's sequence word and the plan's rows of it into the cache.
   void prefetch(std::size_t slot, CopyPlan plan) const noexcept;
 
-  // Forgets every row: moves the base key up to the key counter. One atomic store; thread- and
-  // process-safe (adds that overlap it are cleared or kept by their keys).
+  // Forgets every row: moves the base key up to the key counter (one atomic compare-exchange),
+  // then restarts the rate limiter's count of sampled items. Thread- and process-safe (adds that
+  // overlap it are cleared or kept by their keys).
   void clear() noexcept;
 
   // Field i's column: capacity rows in slot order. Thread-safe.

@@ -178,6 +178,9 @@ class ReplayServer:
         self._socket_files.clear()
         if self._status_task:
             self._status_task.cancel()
+        # Requests the rate limiter holds back would keep their worker (and this shutdown) for up
+        # to their timeout: they end now, with an error to their client.
+        self.handlers.buffer.cancel_waits()
         workers = [conn.finish() for conn in list(self.connections)]
         if workers:
             await asyncio.wait(workers, timeout=grace)
