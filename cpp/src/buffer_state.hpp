@@ -7,6 +7,7 @@
 
 #include "replay_buffer/buffer.hpp"
 #include "replay_buffer/selectors/registry.hpp"
+#include "replay_buffer/stats.hpp"
 
 namespace replay_buffer {
 
@@ -21,6 +22,7 @@ struct Buffer::State {
   AnySelector selector;
   RegionHeader* header;
   Counters* counters;
+  RegionStats stats;
   // Moved by Buffer::cancel_waits: calls of this process waiting for the rate limiter then end.
   std::atomic<std::uint64_t> cancels{0};
 
@@ -32,7 +34,8 @@ struct Buffer::State {
         ring(region.data(), layout, schema, writer),
         selector(make(layout, region, params)),
         header(reinterpret_cast<RegionHeader*>(region.data())),
-        counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)) {}
+        counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)),
+        stats(region.data() + layout.stats_offset, layout.capacity) {}
 
   [[nodiscard]] Strategy strategy() const noexcept {
     return static_cast<Strategy>(header->strategy);

@@ -50,6 +50,8 @@ class ProportionalSelector {
     void retire(std::size_t slot) { state_.tree().set(slot, 0.0); }
     void clear() { state_.tree().reset(); }
     [[nodiscard]] double get(std::size_t slot) const { return state_.tree().get(slot); }
+    // The trees, for their roots (Buffer::stats). O(1).
+    [[nodiscard]] const SumTree& tree() const noexcept { return state_.tree(); }
     [[nodiscard]] std::string check() const;
     [[nodiscard]] bool repaired() const noexcept { return guard_.repaired(); }
     [[nodiscard]] std::uint64_t repairs() const noexcept { return state_.control().repairs; }
