@@ -15,13 +15,16 @@ step "system packages"
 need=()
 [[ -f /usr/include/gtest/gtest.h ]] || need+=(libgtest-dev)
 [[ -f /usr/include/benchmark/benchmark.h ]] || need+=(libbenchmark-dev)
+# The dashboard's browser test (python/tests/test_dashboard.py; skipped without them).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
-echo "gtest and google benchmark present"
+echo "gtest, google benchmark and chromium present"
 
 step "python environment (.venv)"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv

@@ -15,16 +15,6 @@ namespace {
 constexpr unsigned kCountBits = 16;
 constexpr std::uint64_t kCountMask = (std::uint64_t{1} << kCountBits) - 1;
 
-// Gives each thread its own stripe, round robin, so threads of one process never share one
-// until there are more threads than stripes; processes start at different stripes.
-std::size_t this_thread_stripe() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t stripe =
-      (next.fetch_add(1, std::memory_order_relaxed) + static_cast<std::size_t>(::getpid())) %
-      kStatsStripes;
-  return stripe;
-}
-
 std::atomic_ref<std::uint64_t> word(std::uint64_t& w) noexcept { return sync::counter_ref(w); }
 
 void add_relaxed(std::uint64_t& w, std::uint64_t n) noexcept {
@@ -49,22 +39,22 @@ RegionStats::RegionStats(std::byte* part, std::size_t capacity) noexcept {
   stride_bits_ = static_cast<unsigned>(std::countr_zero(layout.stride));
 }
 
-StatsStripe& RegionStats::stripe() const noexcept { return stripes_[this_thread_stripe()]; }
+std::size_t RegionStats::first_stripe_of_thread() noexcept {
+  static std::atomic<std::size_t> next{0};
+  return (next.fetch_add(1, std::memory_order_relaxed) + static_cast<std::size_t>(::getpid())) %
+         kStatsStripes;
+}
 
-void RegionStats::count_insert(const WaitTally& wait, bool claimed) const noexcept {
-  StatsStripe& s = stripe();
-  if (claimed) add_relaxed(s.insert_calls, 1);
-  if (wait.waited) {
-    add_relaxed(s.insert_waits, 1);
-    add_relaxed(s.insert_wait_ns, wait.nanoseconds);
-  }
+void RegionStats::count_wait(std::uint64_t& waits, std::uint64_t& ns,
+                             const WaitTally& wait) noexcept {
+  add_relaxed(waits, 1);
+  add_relaxed(ns, wait.nanoseconds);
 }
 
 void RegionStats::count_sample_wait(const WaitTally& wait) const noexcept {
   if (!wait.waited) return;
   StatsStripe& s = stripe();
-  add_relaxed(s.sample_waits, 1);
-  add_relaxed(s.sample_wait_ns, wait.nanoseconds);
+  count_wait(s.sample_waits, s.sample_wait_ns, wait);
 }
 
 void RegionStats::count_tracked(StatsStripe& s, std::uint64_t key,

@@ -179,3 +179,14 @@ def test_stats_command_prints_a_summary(shm_name):  # noqa: F811
         watch.terminate()
         watch.communicate(timeout=20)
         buffer.close()
+
+
+def test_watching_a_missing_buffer_says_so():
+    for command in ("stats", "metrics"):
+        done = subprocess.run(
+            [sys.executable, "-m", "replay_buffer.tools.cli", command, "rb_no_such_buffer_x"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0
+        assert "cannot watch rb_no_such_buffer_x" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -82,10 +82,15 @@ class RegionStats {
   RegionStats(std::byte* part, std::size_t capacity) noexcept;
 
   // The stripe this thread writes (fixed per thread). O(1).
-  [[nodiscard]] StatsStripe& stripe() const noexcept;
+  [[nodiscard]] StatsStripe& stripe() const noexcept { return stripes_[this_thread_stripe()]; }
 
-  // Counts one add or add_batch call and what the rate limiter did to it. O(1).
-  void count_insert(const WaitTally& wait, bool claimed) const noexcept;
+  // Counts one add or add_batch call and what the rate limiter did to it. O(1); inline, as it
+  // runs on every add.
+  void count_insert(const WaitTally& wait, bool claimed) const noexcept {
+    StatsStripe& s = stripe();
+    if (claimed) sync::counter_ref(s.insert_calls).fetch_add(1, std::memory_order_relaxed);
+    if (wait.waited) count_wait(s.insert_waits, s.insert_wait_ns, wait);
+  }
   // Counts what the rate limiter did to one sample call. O(1).
   void count_sample_wait(const WaitTally& wait) const noexcept;
   // Whether a sampled key is one of the tracked ones. O(1), no memory access but the mask.
@@ -100,6 +105,15 @@ class RegionStats {
   [[nodiscard]] std::size_t stride() const noexcept { return mask_ + 1; }
 
  private:
+  // Gives each thread its own stripe, round robin, so threads of one process share one only
+  // when there are more threads than stripes; processes start at different stripes.
+  [[nodiscard]] static std::size_t this_thread_stripe() noexcept {
+    thread_local const std::size_t stripe = first_stripe_of_thread();
+    return stripe;
+  }
+  [[nodiscard]] static std::size_t first_stripe_of_thread() noexcept;
+  static void count_wait(std::uint64_t& waits, std::uint64_t& ns, const WaitTally& wait) noexcept;
+
   StatsStripe* stripes_ = nullptr;
   std::uint64_t* tracked_ = nullptr;
   std::size_t tracked_words_ = 0;

@@ -45,6 +45,15 @@ def open_source(target: str, token: bytes | None = None) -> tuple[Callable[[], F
     return (lambda: {"buffer": buffer.stats(), "time": time.time()}), buffer
 
 
+def _open(prog: str, target: str, token: bytes | None) -> tuple[Callable[[], Figures], Any] | None:
+    """Open ``target``, or say on stderr why not and return None."""
+    try:
+        return open_source(target, token)
+    except (OSError, ValueError) as exc:  # no such name, not a buffer, refused, ...
+        print(f"{prog}: cannot watch {target}: {exc}", file=sys.stderr)
+        return None
+
+
 def _read_token(args: argparse.Namespace) -> bytes | None:
     if args.token_env:
         value = os.environ.get(args.token_env, "").strip()
@@ -168,7 +177,10 @@ def stats_main(argv: list[str]) -> int:
         token = _read_token(args)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
-    read, resource = open_source(args.target, token)
+    opened = _open(parser.prog, args.target, token)
+    if opened is None:
+        return console.RUNTIME_ERROR
+    read, resource = opened
     try:
         figures = read()
         if args.json:
@@ -215,8 +227,15 @@ def serve_main(argv: list[str], command: str) -> int:
     from replay_buffer.metrics import MonitorServer, _require_prometheus
 
     if command == "metrics":
-        _require_prometheus()
-    read, resource = open_source(args.target, token)
+        try:
+            _require_prometheus()
+        except ImportError as exc:
+            print(f"{parser.prog}: {exc}", file=sys.stderr)
+            return console.RUNTIME_ERROR
+    opened = _open(parser.prog, args.target, token)
+    if opened is None:
+        return console.RUNTIME_ERROR
+    read, resource = opened
     try:
         try:
             monitor = MonitorServer(read, args.listen, token)
