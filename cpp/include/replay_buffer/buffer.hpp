@@ -236,9 +236,10 @@ class Buffer {
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;
   void check_outputs(std::span<const FieldOut> out, std::span<const std::uint64_t> keys,
                      std::size_t batch) const;
-  // Writes rows [skipped, count) of `columns` as keys first_key + skipped... (claimed).
+  // Writes the rows of `columns` as keys first_key... (claimed), marking slots with `mine`; rows
+  // the same batch overwrites are skipped.
   void write_claimed(std::span<const FieldBytes> columns, std::uint64_t first_key,
-                     std::size_t count);
+                     std::size_t count, sync::SeqWord mine);
   template <typename Locked>
   void sample_with(Locked&& lock_selector, std::size_t batch, CopyPlan plan,
                    std::span<std::uint64_t> keys, std::span<float> weights, double beta);
