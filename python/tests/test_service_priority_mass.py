@@ -97,3 +97,22 @@ def test_a_client_asks_only_servers_that_offer_it(prioritized):
             client.priority_mass()
         with pytest.raises(ValueError, match="does not offer sample priorities"):
             client.sample(1, with_priorities=True)
+
+
+def test_the_async_client_offers_both(prioritized):
+    import asyncio
+
+    from replay_buffer import aio
+
+    buffer, server = prioritized
+    buffer.add_batch(x=np.arange(2, dtype=np.float32))
+
+    async def run():
+        async with await aio.connect(server.unix_url) as client:
+            mass = await client.priority_mass()
+            batch = await client.sample(4, with_priorities=True)
+            return mass, batch
+
+    mass, batch = asyncio.run(run())
+    assert mass == (2, 2, 2.0, 1.0)
+    np.testing.assert_array_equal(batch["priorities"], 1.0)

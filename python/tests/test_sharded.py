@@ -6,6 +6,7 @@ process without Ray would; test_ray_cluster.py runs the same class on a real Ray
 
 import json
 import pickle
+import time
 import warnings
 
 import numpy as np
@@ -196,17 +197,22 @@ def test_updates_go_one_message_per_shard_and_stale_keys_are_ignored(shards):
     s = shards(3, capacity=4)
     keys = [s.sharded.add_batch(id=np.arange(4)) + np.arange(4) for _ in range(3)]
     before = [b.priorities(np.arange(4)).copy() for b in s.buffers]
-    requests = [
-        srv.server.stats.snapshot()["operations"].get("update_priorities", {}).get("requests", 0)
-        for srv in s.servers
-    ]
+
+    def update_requests():
+        # a server counts a request just after handing its reply to the socket: give it a moment
+        deadline = time.monotonic() + 5
+        while True:
+            ops = [srv.server.stats.snapshot()["operations"] for srv in s.servers]
+            counts = [op.get("update_priorities", {}).get("requests", 0) for op in ops]
+            if sum(counts) >= 3 or time.monotonic() > deadline:
+                time.sleep(0.05)  # and a little longer, in case a shard got a second message
+                ops = [srv.server.stats.snapshot()["operations"] for srv in s.servers]
+                return [op.get("update_priorities", {}).get("requests", 0) for op in ops]
+            time.sleep(0.01)
+
     mixed = np.concatenate(keys)[::-1]  # shards interleaved, out of order
     assert s.sharded.update_priorities(mixed, priorities=np.full(12, 7.0)) == 12
-    after = [
-        srv.server.stats.snapshot()["operations"]["update_priorities"]["requests"]
-        for srv in s.servers
-    ]
-    assert [a - b for a, b in zip(after, requests, strict=True)] == [1, 1, 1]
+    assert update_requests() == [1, 1, 1]
     for b, old in zip(s.buffers, before, strict=True):
         assert (b.priorities(np.arange(4)) == 7.0).all() and not (old == 7.0).all()
     # overwrite shard 0's items: its old keys are stale, the others' still apply
@@ -312,3 +318,26 @@ def test_shard_configs_split_capacity_seed_and_rate_limit():
     assert [c.seed for c in parts] == [5, 6, 7]
     assert [c.min_size_to_sample for c in parts] == [2, 2, 2]
     assert all(c.samples_per_insert == 2.0 for c in parts)
+
+
+def test_least_full_writes_to_the_emptiest_shard(shards):
+    s = shards(3, strategy="uniform", policy="least_full")
+    s.buffers[0].add_batch(id=np.arange(5))
+    s.buffers[2].add_batch(id=np.arange(3))
+    shard_of = [split_keys(np.array([s.sharded.add(id=1)]))[0][0] for _ in range(5)]
+    assert shard_of == [1, 1, 1, 1, 2]  # sizes 5,0,3 -> 5,3,3 (a tie: the lower index) -> 5,4,3
+
+
+def test_local_policy_outside_ray_falls_back_to_round_robin(shards):
+    s = shards(2, strategy="uniform", policy="local")
+    shard_of = {split_keys(np.array([s.sharded.add(id=1)]))[0][0] for _ in range(4)}
+    assert shard_of == {0, 1}
+
+
+def test_a_bad_description_or_policy_is_refused(shards):
+    s = shards(2, strategy="uniform")
+    description = s.sharded.describe()
+    with pytest.raises(ValueError, match="writer_policy must be one of"):
+        ShardedReplayBuffer.from_description({**description, "writer_policy": "random"})
+    with pytest.raises(ValueError, match="shards 0 to N-1"):
+        ShardedReplayBuffer.from_description({**description, "shards": description["shards"][1:]})
