@@ -49,7 +49,8 @@ class Learner:
 
 def main() -> None:
     started = time.monotonic()
-    cluster = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False})
+    head = {**NODE_ARGS, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     workers = [cluster.add_node(**NODE_ARGS) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
@@ -89,7 +90,8 @@ def main() -> None:
             out["write_after_failure_shard"] = int(split_keys(np.array([key]))[0][0])
         out["warnings"] = [str(w.message) for w in caught if w.category is ShardUnavailableWarning]
         stats = buffer.stats()
-        out["stats"] = {k: stats[k] for k in ("live_shards", "dead_shards", "shard_failures", "size")}
+        kept = ("live_shards", "dead_shards", "shard_failures", "size")
+        out["stats"] = {k: stats[k] for k in kept}
         buffer.shutdown()
     finally:
         ray.shutdown()
