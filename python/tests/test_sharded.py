@@ -233,6 +233,9 @@ def test_bad_updates_change_nothing_anywhere(shards):
         s.sharded.update_priorities(keys, [1.0, 2.0, 3.0])
     with pytest.raises(IndexError, match="names shard 9; this buffer has 2"):
         s.sharded.update_priorities([global_key(9, 0)], [1.0])
+    with pytest.raises(IndexError, match="a key shard 1 never handed out"):
+        # shard 0's part is valid: it must not be applied either
+        s.sharded.update_priorities([keys[0], global_key(1, 5)], [9.0, 9.0])
     with pytest.raises(IndexError, match="not a key"):
         s.sharded.update_priorities([-1], [1.0])
     with pytest.raises(TypeError, match="exactly one"):

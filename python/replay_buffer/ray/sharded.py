@@ -205,6 +205,7 @@ class ShardedReplayBuffer:
         self._next_writer = os.getpid()
         self._local: list[int] | None = None
         self._failures = 0
+        self._issued: dict[int, int] = {}  # each shard's next key, as last heard
 
     def __reduce__(self) -> tuple[Callable[..., ShardedReplayBuffer], tuple[dict[str, Any]]]:
         """Pickle as the description (addresses, token, policy), never connections or data."""
@@ -390,6 +391,7 @@ class ShardedReplayBuffer:
             sizes = np.array([masses[s][0] for s in shards], dtype=np.float64)
             if not sizes.sum():
                 raise EmptyBufferError("cannot sample from an empty buffer: every shard is empty")
+            self._issued.update({s: int(masses[s][1]) for s in shards})
             shares = totals if totals.sum() > 0 else sizes  # all priorities 0: uniform, weights 1
             counts = self._rng.multinomial(rows, shares / shares.sum())
             chosen = {s: int(n) for s, n in zip(shards, counts, strict=True) if n}
@@ -474,6 +476,7 @@ class ShardedReplayBuffer:
             for s in np.unique(shard_of)
             if int(s) not in self._dead
         }
+        self._check_issued(groups, local)
         replies, _ = self._fan_out(
             list(groups),
             lambda shard, client: client.update_priorities(
@@ -481,6 +484,28 @@ class ShardedReplayBuffer:
             ),
         )
         return int(sum(replies.values()))
+
+    def _check_issued(self, groups: Mapping[int, np.ndarray], local: np.ndarray) -> None:
+        """Refuse keys a shard never handed out before any shard applies anything.
+
+        Each shard refuses them itself, but only for its own part, after the others have applied
+        theirs. The next key each shard will hand out is known from the last sample's masses;
+        only a key at or past it (added since) costs a round trip to be sure.
+        """
+        unsure = [s for s, rows in groups.items() if local[rows].max() >= self._issued.get(s, 0)]
+        if unsure:
+            masses, _ = self._fan_out(unsure, _ask_mass)
+            self._issued.update({s: int(mass[1]) for s, mass in masses.items()})
+        for shard, rows in groups.items():
+            if shard not in self._issued:
+                continue  # failed just now: its keys are ignored
+            beyond = rows[local[rows] >= self._issued[shard]]
+            if beyond.size:
+                first = int(beyond.min())
+                raise IndexError(
+                    f"indices[{first}] is a key shard {shard} never handed out (its next add "
+                    f"gets local key {self._issued[shard]})"
+                )
 
     # size and stats
 
