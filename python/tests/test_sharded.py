@@ -25,11 +25,13 @@ FIELDS = {"id": {"dtype": np.int64}}
 class Shards:
     """N buffers, each served by a ThreadedServer, and a ShardedReplayBuffer over them."""
 
-    def __init__(self, n, strategy="prioritized", capacity=64, policy="round_robin", seed=0):
+    def __init__(
+        self, n, strategy="prioritized", capacity=64, policy="round_robin", seed=0, **limits
+    ):
         self.buffers = [
             ReplayBuffer(
                 BufferConfig(capacity=capacity, strategy=strategy, alpha=1.0, eps=0.0, beta=0.5,
-                             seed=seed + i),
+                             seed=seed + i, **limits),
                 fields=FIELDS,
             )
             for i in range(n)
@@ -344,3 +346,19 @@ def test_a_bad_description_or_policy_is_refused(shards):
         ShardedReplayBuffer.from_description({**description, "writer_policy": "random"})
     with pytest.raises(ValueError, match="shards 0 to N-1"):
         ShardedReplayBuffer.from_description({**description, "shards": description["shards"][1:]})
+
+
+def test_a_rate_limit_timeout_is_the_callers_not_a_shard_failure(shards):
+    s = shards(2, strategy="uniform", min_size_to_sample=4, rate_limit_timeout=0.2)
+    s.sharded.add_batch(id=np.arange(4))  # one shard has enough, the other none
+    s.sharded.add_batch(id=np.arange(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):  # some batches draw from the shard still below its minimum
+            try:
+                s.sharded.sample(8)
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("no sample waited for the shard below min_size_to_sample")
+    assert s.sharded.live_shards == [0, 1] and s.sharded.stats()["shard_failures"] == 0
