@@ -362,3 +362,20 @@ def test_a_rate_limit_timeout_is_the_callers_not_a_shard_failure(shards):
         else:
             pytest.fail("no sample waited for the shard below min_size_to_sample")
     assert s.sharded.live_shards == [0, 1] and s.sharded.stats()["shard_failures"] == 0
+
+
+def test_a_shard_that_does_not_reply_in_time_is_failed(shards):
+    s = shards(2, strategy="uniform", min_size_to_sample=4)  # a sample waits for ever
+    description = {**s.description, "timeout": 0.3}
+    sharded = ShardedReplayBuffer.from_description(description)
+    sharded.add_batch(id=np.arange(4))
+    sharded.add_batch(id=np.arange(1))
+    try:
+        with pytest.warns(ShardUnavailableWarning, match="no reply from"):
+            for _ in range(20):  # until a batch draws from the shard that cannot answer
+                sharded.sample(8)
+                if sharded.live_shards != [0, 1]:
+                    break
+        assert len(sharded.live_shards) == 1
+    finally:
+        sharded.close()

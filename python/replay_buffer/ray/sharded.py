@@ -14,6 +14,7 @@ import numbers
 import operator
 import os
 import secrets
+import sys
 import threading
 import warnings
 import zlib
@@ -249,6 +250,19 @@ class ShardedReplayBuffer:
         log.warning(message)
         warnings.warn(message, ShardUnavailableWarning, stacklevel=3)
 
+    def _fail(self, shard: int, exc: BaseException) -> None:
+        """Mark the shard failed, unless ``exc`` is a rate limiter's TimeoutError: raise that.
+
+        A TimeoutError the shard sent (its rate limit held the call back too long) leaves the
+        connection usable and the shard alive. One raised because no reply came within
+        ``timeout`` closed the connection: that is what a dead or partitioned host looks like.
+        """
+        if isinstance(exc, TimeoutError):
+            client = self._clients.get(shard)
+            if client is not None and not client.closed:
+                raise exc
+        self._mark_dead(shard, exc)
+
     def _fan_out(
         self, shards: Sequence[int], call: Callable[[int, Client], Pending]
     ) -> tuple[dict[int, Any], bool]:
@@ -263,8 +277,7 @@ class ShardedReplayBuffer:
             try:
                 pending[shard] = call(shard, self._client(shard))
             except _FAILURES as exc:
-                _reraise_timeout(exc)
-                self._mark_dead(shard, exc)
+                self._fail(shard, exc)
                 failed = True
         replies: dict[int, Any] = {}
         error: BaseException | None = None
@@ -272,8 +285,7 @@ class ShardedReplayBuffer:
             try:
                 replies[shard] = request.result()
             except _FAILURES as exc:
-                _reraise_timeout(exc)
-                self._mark_dead(shard, exc)
+                self._fail(shard, exc)
                 failed = True
             except Exception as exc:  # the shard's own error: raised once all replies are in
                 error = error or exc
@@ -317,8 +329,7 @@ class ShardedReplayBuffer:
             try:
                 first = getattr(self._client(shard), method)(*values, **named)
             except _FAILURES as exc:
-                _reraise_timeout(exc)
-                self._mark_dead(shard, exc)
+                self._fail(shard, exc)
                 tried.add(shard)
                 continue
             return global_key(shard, int(first))
@@ -525,8 +536,7 @@ class ShardedReplayBuffer:
             try:
                 total += self._client(shard).capacity()
             except _FAILURES as exc:
-                _reraise_timeout(exc)
-                self._mark_dead(shard, exc)
+                self._fail(shard, exc)
         return total
 
     def stats(self) -> dict[str, Any]:
@@ -540,8 +550,7 @@ class ShardedReplayBuffer:
             try:
                 per_shard[shard] = self._client(shard).stats()
             except _FAILURES as exc:
-                _reraise_timeout(exc)
-                self._mark_dead(shard, exc)
+                self._fail(shard, exc)
         return {
             "shards": len(self._shards),
             "live_shards": sorted(per_shard),
@@ -601,10 +610,6 @@ class ShardedReplayBuffer:
 _FAILURES = (ConnectionError, OSError, EOFError)
 
 
-def _reraise_timeout(exc: BaseException) -> None:
-    """Raise a rate limiter's TimeoutError: the shard answered, it did not fail."""
-    if isinstance(exc, TimeoutError):
-        raise exc
 
 
 def _ask_mass(shard: int, client: Client) -> Pending:
@@ -683,11 +688,8 @@ def _shard_class() -> type:
 
 
 def _current_node() -> str | None:
-    try:
-        import ray
-    except ImportError:
-        return None
-    if not ray.is_initialized():
+    ray = sys.modules.get("ray")  # a process in a Ray job has imported it; others need not
+    if ray is None or not ray.is_initialized():
         return None
     return str(ray.get_runtime_context().get_node_id())
 

@@ -96,6 +96,11 @@ class Client(codec.HandshakeView):
             self._closed = True
             raise
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed: by :meth:`close`, or broken (lost, timed out)."""
+        return self._closed
+
     # what the server told us
 
     def capacity(self) -> int:
