@@ -73,16 +73,15 @@ def main() -> None:
         learner = Learner.remote(buffer)
         out["learner"] = ray.get(learner.step.remote(), timeout=60)
         ray.kill(learner)
-        # remove the node holding the last shard: its actor dies with it
-        doomed = out["shard_nodes"][2]
-        out["doomed_pid"] = buffer.describe()["shards"][2]["pid"]
-        for node in workers:
-            if node.node_id == doomed:
-                cluster.remove_node(node, allow_graceful=False)
+        # remove a worker node (not the head, where the driver runs) and the shard on it
+        doomed = workers[-1].node_id
+        lost = out["shard_nodes"].index(doomed)
+        out["lost_shard"] = lost
+        cluster.remove_node(workers[-1], allow_graceful=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             deadline = time.monotonic() + 30
-            while 2 not in buffer._dead and time.monotonic() < deadline:
+            while lost in buffer.live_shards and time.monotonic() < deadline:
                 batch = buffer.sample(128)
             after = buffer.sample(128)
             out["after_failure_shards"] = sorted(set(split_keys(after["indices"])[0].tolist()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from typing import Any
 
 from replay_buffer.buffer import ReplayBuffer
@@ -56,19 +55,6 @@ class ShardServer:
         )
         self.url = self._run(self.server.start())[0]
         self.node_id = ray.get_runtime_context().get_node_id()
-        self._parent = os.getppid()
-        threading.Thread(target=self._watch_node, name="rb-shard-watch", daemon=True).start()
-
-    def _watch_node(self) -> None:
-        """End this process when the node's raylet (its parent) is gone.
-
-        Ray declares the actor dead with its node, but the worker process can outlive the raylet
-        for a while and keep answering on its socket; writers would then feed a shard the
-        cluster has given up on. Polls every half second.
-        """
-        while os.getppid() == self._parent:
-            time.sleep(0.5)
-        os._exit(1)
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
