@@ -419,6 +419,20 @@ void Buffer::priorities(std::span<const std::uint64_t> keys, std::span<double> o
   });
 }
 
+PriorityMass Buffer::priority_mass() {
+  if (strategy() != Strategy::kProportional) {
+    throw std::logic_error("priority_mass needs a proportional buffer (strategy 'prioritized'), "
+                           "not '" + std::string(strategy_name(strategy())) + "'");
+  }
+  return state_->with_locked([&](auto& locked) -> PriorityMass {
+    if constexpr (requires { locked.total(); }) {
+      return {locked.total(), locked.min_positive()};
+    } else {
+      throw std::logic_error("priority_mass: selector keeps no sum tree");
+    }
+  });
+}
+
 void Buffer::cancel_waits() noexcept {
   state_->cancels.fetch_add(1, std::memory_order_acq_rel);
 }

@@ -55,6 +55,7 @@ class PyBuffer {
   py::dict columns() const;
   py::dict fields() const;
   py::array priorities(const py::handle& indices);
+  py::tuple priority_mass();
   py::dict check_consistency();
 
   // Removes the shared name if this buffer created it (and was not asked to keep it) and lets go
