@@ -5,8 +5,9 @@ The project's primary platform is macOS; CI runs on Linux, where glibc declares 
 a compiler cannot tell. This scans the C++ sources (comments removed, string literals kept) for
 the names, headers and paths below and reports each one that is not inside a guard:
 ``#if defined(__linux__)`` (or ``#ifdef __linux__``, or the ``#else`` of
-``#if !defined(__linux__)``), one of GUARD_MACROS (macros defined only on Linux), or ``#ifdef NAME`` / ``#if defined(NAME)`` of
-the very name it uses (a feature test, e.g. ``#ifdef MADV_HUGEPAGE``).
+``#if !defined(__linux__)``), one of GUARD_MACROS (macros defined only on Linux), or
+``#ifdef NAME`` / ``#if defined(NAME)`` of the very name it uses (a feature test, e.g.
+``#ifdef MADV_HUGEPAGE``).
 
 The companion check, a build with ``-U__linux__`` (scripts/test.sh), compiles and tests the code
 that the guards leave to other systems.
@@ -157,6 +158,7 @@ class Finding:
     why: str
 
     def __str__(self) -> str:
+        """``cpp/src/x.cpp:2: NAME outside ...: why``."""
         try:
             shown = self.path.resolve().relative_to(ROOT)
         except ValueError:
@@ -165,7 +167,7 @@ class Finding:
 
 
 def strip_comments(text: str) -> str:
-    """The text with // and /* */ comments blanked (line breaks kept), string literals intact."""
+    """Blank the // and /* */ comments of ``text``, keeping line breaks and string literals."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -205,7 +207,7 @@ def _terms(condition: str) -> tuple[set[str], set[str]]:
 
 
 def _guarded_by(names: set[str]) -> set[str]:
-    """What a branch that requires ``names`` guards: everything for a Linux macro, else names."""
+    """Return what a branch requiring ``names`` guards: all for a Linux macro, else ``names``."""
     return {"*"} if names & GUARD_MACROS else names
 
 
@@ -247,7 +249,7 @@ def scan(text: str, path: Path = Path("<text>")) -> list[Finding]:
 
 
 def sources(paths: list[Path]) -> list[Path]:
-    """The C++ files under ``paths``."""
+    """List the C++ files under ``paths``."""
     files: list[Path] = []
     for path in paths:
         if path.is_file():
