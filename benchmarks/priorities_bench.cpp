@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "replay_buffer/buffer.hpp"
+#include "replay_buffer/random.hpp"
 
 namespace rb = replay_buffer;
 

@@ -14,7 +14,7 @@
 
 #include "replay_buffer/errors.hpp"
 #include "replay_buffer/process.hpp"
-#include "replay_buffer/sum_tree.hpp"
+#include "replay_buffer/selectors/registry.hpp"
 
 namespace replay_buffer {
 namespace {
@@ -54,6 +54,7 @@ Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy stra
                        std::size_t writer_slots) {
   if (capacity == 0) throw CapacityError("capacity must be at least 1");
   Layout layout;
+  layout.capacity = capacity;
   std::size_t end = align_up(sizeof(RegionHeader));
   layout.fields_offset = end;
   end = checked_add(end, sizeof(FieldRecord) * schema.size(), capacity);
@@ -71,17 +72,10 @@ Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy stra
     layout.column_offsets.push_back(end);
     end = checked_add(end, checked_mul(capacity, field.row_bytes(), capacity), capacity);
   }
-  if (strategy != Strategy::kUniform) {
-    layout.priority_control_offset = end;
-    end = checked_add(end, sizeof(PriorityControl), capacity);
-    layout.tree_offset = end;
-    end = checked_add(end, SumTree::bytes_for(capacity), capacity);
-  }
-  if (strategy == Strategy::kRank) {
-    layout.order_offset = end;
-    end = checked_add(end, checked_mul(capacity, sizeof(RankEntry), capacity), capacity);
-    layout.changed_offset = end;
-    end = checked_add(end, capacity, capacity);
+  layout.selector_bytes = Selectors::region_bytes(strategy, capacity);
+  if (layout.selector_bytes != 0) {
+    layout.selector_offset = end;
+    end = checked_add(end, layout.selector_bytes, capacity);
   }
   layout.total_bytes = end;
   return layout;
@@ -101,10 +95,8 @@ void write_region_header(std::span<std::byte> region, const Schema& schema, cons
   header->counters_offset = layout.counters_offset;
   header->seq_offset = layout.seq_offset;
   header->seed = seed;
-  header->priority_control_offset = layout.priority_control_offset;
-  header->tree_offset = layout.tree_offset;
-  header->order_offset = layout.order_offset;
-  header->changed_offset = layout.changed_offset;
+  header->selector_offset = layout.selector_offset;
+  header->selector_bytes = layout.selector_bytes;
   header->writers_offset = layout.writers_offset;
   header->writer_slots = layout.writer_slots;
   header->alpha = alpha;
@@ -128,6 +120,7 @@ void write_region_header(std::span<std::byte> region, const Schema& schema, cons
     std::copy(field.shape.begin(), field.shape.end(), record.dims);
     record.column_offset = layout.column_offsets[i];
     record.row_bytes = field.row_bytes();
+    record.num_values = field.num_values;
   }
   new (base + layout.counters_offset) Counters{};
 }
@@ -174,7 +167,7 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
       header.fields_offset + header.field_count * sizeof(FieldRecord) > region.size()) {
     throw fail("corrupt header: field records at offset " + std::to_string(header.fields_offset));
   }
-  if (header.strategy > static_cast<std::uint8_t>(Strategy::kRank)) {
+  if (strategy_name(static_cast<Strategy>(header.strategy)) == "invalid") {
     throw fail("corrupt header: unknown strategy " + std::to_string(header.strategy));
   }
   for (const auto& [what, value] : {std::pair{"alpha", header.alpha}, {"eps", header.eps}}) {
@@ -201,8 +194,10 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
       throw fail(where + "unknown dtype " + std::to_string(record.dtype));
     }
     if (record.ndim > kMaxDims) throw fail(where + std::to_string(record.ndim) + " dimensions");
-    Field field{
-        std::string(std::begin(record.name), name_end), static_cast<DType>(record.dtype), {}};
+    Field field{std::string(std::begin(record.name), name_end),
+                static_cast<DType>(record.dtype),
+                {},
+                record.num_values};
     std::uint64_t row_bytes = dtype_size(field.dtype);
     for (std::size_t d = 0; d < record.ndim; ++d) {
       const std::uint64_t dim = record.dims[d];
@@ -247,10 +242,8 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
     expect(("column '" + (*schema)[i].name + "'").c_str(), column_offsets[i],
            layout->column_offsets[i]);
   }
-  expect("the priority lock", header.priority_control_offset, layout->priority_control_offset);
-  expect("the sum tree", header.tree_offset, layout->tree_offset);
-  expect("the rank order", header.order_offset, layout->order_offset);
-  expect("the rank flags", header.changed_offset, layout->changed_offset);
+  expect("the selector's part", header.selector_offset, layout->selector_offset);
+  expect("the selector's size", header.selector_bytes, layout->selector_bytes);
   expect("the end", header.total_bytes, layout->total_bytes);
   return RegionDescription{.schema = std::move(*schema),
                            .capacity = capacity,

@@ -1,6 +1,9 @@
 #include "replay_buffer/schema.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <string>
+#include <type_traits>
 #include <limits>
 #include <stdexcept>
 
@@ -39,9 +42,66 @@ void validate_field(const Field& field) {
     }
     elements *= dim;
   }
+  if (field.num_values != 0) {
+    if (field.dtype == DType::kBool || field.dtype == DType::kFloat16 ||
+        field.dtype == DType::kFloat32 || field.dtype == DType::kFloat64) {
+      throw std::invalid_argument("field '" + field.name + "' (" + field.describe() +
+                                  "): num_values needs an integer dtype");
+    }
+    const std::size_t bits = dtype_size(field.dtype) * 8;
+    const bool is_signed = field.dtype == DType::kInt8 || field.dtype == DType::kInt16 ||
+                           field.dtype == DType::kInt32 || field.dtype == DType::kInt64;
+    const std::size_t value_bits = is_signed ? bits - 1 : bits;
+    if (value_bits < 64 && field.num_values > (std::uint64_t{1} << value_bits)) {
+      throw std::invalid_argument("field '" + field.name + "' (" + field.describe() +
+                                  "): num_values " + std::to_string(field.num_values) +
+                                  " does not fit its dtype");
+    }
+  }
+}
+
+template <typename T>
+void check_range(const Field& field, std::span<const std::byte> rows) {
+  const std::size_t count = rows.size() / sizeof(T);
+  for (std::size_t i = 0; i < count; ++i) {
+    T value;
+    std::memcpy(&value, rows.data() + i * sizeof(T), sizeof(T));
+    bool negative = false;
+    if constexpr (std::is_signed_v<T>) negative = value < 0;
+    if (negative || static_cast<std::uint64_t>(value) >= field.num_values) {
+      const std::size_t per_row = std::max<std::size_t>(field.elements(), 1);
+      throw std::invalid_argument("field '" + field.name + "': value " + std::to_string(value) +
+                                  " (row " + std::to_string(i / per_row) + ") is outside [0, " +
+                                  std::to_string(field.num_values) + ")");
+    }
+  }
 }
 
 }  // namespace
+
+void Field::check_values(std::span<const std::byte> rows) const {
+  if (num_values == 0) return;
+  switch (dtype) {
+    case DType::kInt8:
+      return check_range<std::int8_t>(*this, rows);
+    case DType::kUInt8:
+      return check_range<std::uint8_t>(*this, rows);
+    case DType::kInt16:
+      return check_range<std::int16_t>(*this, rows);
+    case DType::kUInt16:
+      return check_range<std::uint16_t>(*this, rows);
+    case DType::kInt32:
+      return check_range<std::int32_t>(*this, rows);
+    case DType::kUInt32:
+      return check_range<std::uint32_t>(*this, rows);
+    case DType::kInt64:
+      return check_range<std::int64_t>(*this, rows);
+    case DType::kUInt64:
+      return check_range<std::uint64_t>(*this, rows);
+    default:
+      return;
+  }
+}
 
 std::size_t Field::elements() const noexcept {
   std::size_t n = 1;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <array>
 #include <cstdint>
 #include <map>
@@ -228,7 +230,7 @@ TEST(Buffer, ClearForgetsEverythingButKeysKeepGrowing) {
     EXPECT_EQ(batch.ids[i], 50);
     EXPECT_EQ(batch.keys[i], 6u);
   }
-  EXPECT_EQ(column_value<std::int64_t>(buffer, 0, 0), 50);  // slots count from the clear
+  EXPECT_EQ(column_value<std::int64_t>(buffer, 0, 6 % 4), 50);  // slot = key mod capacity
 }
 
 TEST(Buffer, RejectsBadInputAndStaysUnchanged) {
@@ -282,6 +284,57 @@ TEST(Buffer, RegionOverheadIsSmall) {
   Buffer buffer(schema, {.capacity = capacity});
   const double raw = static_cast<double>(schema.transition_bytes() * capacity);
   EXPECT_LT(static_cast<double>(buffer.region_bytes()) / raw - 1.0, 0.10);
+}
+
+// A sample that fails changes nothing: the rate limiter's count of sampled items included.
+TEST(Buffer, FailedSamplesAreNotCounted) {
+  Buffer buffer(counter_schema(), {.capacity = 4});
+  EXPECT_THROW(Batch(8).sample_from(buffer), EmptyBufferError);
+  EXPECT_EQ(buffer.sampled(), 0u);
+  add_counter(buffer, 1);
+  Batch(8).sample_from(buffer);
+  EXPECT_EQ(buffer.sampled(), 8u);
+  buffer.clear();
+  EXPECT_THROW(Batch(8).sample_from(buffer), EmptyBufferError);
+  EXPECT_EQ(buffer.sampled(), 8u);
+}
+
+// Sizes from callers never overflow into a small allocation or a short check.
+TEST(Buffer, HugeBatchSizesAreRejected) {
+  Buffer buffer(counter_schema(), {.capacity = 4});
+  add_counter(buffer, 1);
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+  std::vector<std::int64_t> ids(1);
+  const std::array<FieldOut, 3> out{out_bytes(ids), FieldOut{}, FieldOut{}};
+  EXPECT_THROW(buffer.sample(huge, out, {}), std::invalid_argument);
+  const std::int64_t id = 0;
+  const std::array<float, 3> obs{};
+  const bool flag = false;
+  const std::array<FieldBytes, 3> row{bytes_of(id), bytes_of(obs), bytes_of(flag)};
+  EXPECT_THROW(buffer.add_batch(row, huge), std::invalid_argument);
+  EXPECT_EQ(buffer.size(), 1u);
+}
+
+// A field of indices (a discrete action) rejects values outside [0, num_values), changing nothing.
+TEST(Buffer, IndexFieldsRejectValuesOutOfRange) {
+  Buffer buffer(Schema({{"action", DType::kInt64, {}, 6}}), {.capacity = 8});
+  const std::vector<std::int64_t> good{0, 5, 3};
+  const std::array<FieldBytes, 1> columns{bytes_of(good)};
+  EXPECT_EQ(buffer.add_batch(columns, 3), 0u);
+  for (const std::int64_t bad : {6, -1, 1000}) {
+    const std::vector<std::int64_t> batch{1, bad};
+    const std::array<FieldBytes, 1> bad_columns{bytes_of(batch)};
+    EXPECT_THROW(buffer.add_batch(bad_columns, 2), std::invalid_argument) << bad;
+  }
+  EXPECT_EQ(buffer.size(), 3u);
+  EXPECT_THROW(Schema({{"x", DType::kFloat32, {}, 6}}), std::invalid_argument);
+  EXPECT_THROW(Schema({{"x", DType::kUInt8, {}, 300}}), std::invalid_argument);
+}
+
+// beta belongs to prioritized buffers: setting it on a uniform one is an error, not a no-op.
+TEST(Buffer, BetaCannotBeSetOnAUniformBuffer) {
+  Buffer buffer(counter_schema(), {.capacity = 4});
+  EXPECT_THROW(buffer.set_beta(0.5), std::invalid_argument);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // The region locks: PidLock (the fallback where robust mutexes are missing, tested here on every
 // OS) and RegionMutex, both surviving a holder that dies holding them.
 #include <gtest/gtest.h>
+
+#include "replay_buffer/selectors/priority_state.hpp"
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -136,8 +138,10 @@ TEST(RegionMutex, TreesAreRepairedAfterTheirLockHolderDied) {
   (void)buffer.add_batch(columns, 100);
   Region raw = Region::attach_shared(name);
   const Layout layout = read_region_header(raw.bytes(), name).layout;
-  auto& control = *reinterpret_cast<PriorityControl*>(raw.data() + layout.priority_control_offset);
-  auto* leaves = reinterpret_cast<double*>(raw.data() + layout.tree_offset);
+  // The proportional selector's part: [PriorityControl][sum tree].
+  auto& control = *reinterpret_cast<PriorityControl*>(raw.data() + layout.selector_offset);
+  auto* leaves = reinterpret_cast<double*>(raw.data() + layout.selector_offset +
+                                           align_up(sizeof(PriorityControl)));
   const Shared<int> locked;
   // The child dies holding the lock after changing a priority without its sums, as a process
   // killed inside SumTree::set would.

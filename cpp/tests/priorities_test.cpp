@@ -1,5 +1,5 @@
 // Prioritized sampling through Buffer: distributions, weights, stale keys, errors, threads.
-#include "replay_buffer/priorities.hpp"
+#include "replay_buffer/selectors/registry.hpp"
 
 #include <gtest/gtest.h>
 
@@ -443,6 +443,32 @@ TEST(Concurrency, AddSampleAndUpdateFromManyThreads) {
     });
     for (auto& t : threads) t.join();
     EXPECT_EQ(bad.load(), 0u);
+  }
+}
+
+// Four priorities of 1.7e308 with alpha 1 used to sum to infinity: every weight NaN, every draw
+// the same slot. A priority whose sums could overflow is rejected, changing nothing.
+TEST(Updates, PrioritiesWhoseSumWouldOverflowAreRejected) {
+  Buffer buffer = make(Strategy::kProportional, 4, 1.0, 0.0);
+  fill(buffer, 0, 4);
+  const std::vector<std::uint64_t> keys{0, 1, 2, 3};
+  const std::vector<double> huge(4, 1.7e308);
+  std::vector<double> before(4);
+  buffer.priorities(keys, before);
+  EXPECT_THROW(buffer.update_priorities(keys, huge), std::invalid_argument);
+  std::vector<double> after(4);
+  buffer.priorities(keys, after);
+  EXPECT_EQ(before, after);
+  EXPECT_NO_THROW((void)buffer.check_consistency());
+  // The largest accepted priority keeps every weight finite.
+  const std::vector<double> largest(4, max_stored_priority(4));
+  EXPECT_EQ(buffer.update_priorities(keys, largest), 4u);
+  const Sampled s = sample(buffer, 64);
+  for (const float w : s.weights) EXPECT_TRUE(std::isfinite(w));
+  for (const std::string_view name : {"prioritized", "rank"}) {
+    Buffer ranked = make(*strategy_from_name(name), 4, 1.0, 0.0);
+    fill(ranked, 0, 4);
+    EXPECT_THROW(ranked.update_priorities(keys, huge), std::invalid_argument) << name;
   }
 }
 

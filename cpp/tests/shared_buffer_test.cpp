@@ -2,6 +2,8 @@
 // validation, and processes (fork) writing and reading one buffer.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "replay_buffer/selectors/priority_state.hpp"
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -373,7 +375,9 @@ TEST(SharedBuffer, ConsistencyCheckFindsACorruptTree) {
   add_ids(creator, 0, 100);
   (void)creator.check_consistency();
   Raw raw(name);
-  auto* tree = reinterpret_cast<double*>(raw.region.data() + raw.header().tree_offset);
+  // The proportional selector's part: [PriorityControl][sum tree].
+  auto* tree = reinterpret_cast<double*>(raw.region.data() + raw.header().selector_offset +
+                                         align_up(sizeof(PriorityControl)));
   tree[0] += 1.0;  // the total
   try {
     (void)creator.check_consistency();
@@ -385,6 +389,22 @@ TEST(SharedBuffer, ConsistencyCheckFindsACorruptTree) {
   auto* seq = reinterpret_cast<std::uint32_t*>(raw.region.data() + raw.header().seq_offset);
   seq[5] = sync::published(7);  // a lap nobody claimed
   EXPECT_THROW((void)creator.check_consistency(), InvalidRegionError);
+}
+
+// Move assignment used to unmap the old region before releasing the writer claim that lives in
+// it (a use after unmap that ASan reports). Now the whole state goes at once, in order.
+TEST(SharedBuffer, MoveAssignmentReleasesTheClaimBeforeUnmapping) {
+  const ShmName first;
+  const ShmName second;
+  Buffer a(schema(), options(), SharedMemory{first, 0600, true});
+  Buffer b(schema(), options(), SharedMemory{second, 0600, true});
+  add_ids(a, 0, 4);  // both have claimed writer entries
+  add_ids(b, 0, 4);
+  a = std::move(b);
+  EXPECT_EQ(a.shared_name(), second.str());
+  EXPECT_EQ(Buffer::inspect(first).writers.live, 0u);  // a's old claim was released
+  add_ids(a, 4, 4);
+  EXPECT_EQ(a.size(), 8u);
 }
 
 }  // namespace

@@ -17,22 +17,17 @@ def shm_unlink(name: str) -> None: ...
 def shm_magic(name: str) -> int: ...
 
 REGION_MAGIC: int
+STRATEGIES: tuple[str, ...]
 
 class Buffer:
     @overload
     def __init__(
         self,
-        fields: list[tuple[str, str, tuple[int, ...]]],
-        capacity: int,
-        seed: int,
-        strategy: str,
-        alpha: float,
-        beta: float,
-        eps: float,
+        fields: list[tuple[str, str, tuple[int, ...], int]],
+        options: dict[str, Any],
         shm_name: str | None = None,
         shm_mode: int = 0o600,
         shm_keep: bool = False,
-        rate_limit: tuple[int, float, float, float] = (0, 0.0, 0.0, 60.0),
     ) -> None: ...
     @overload
     def __init__(self, *, attach: str, timeout: float = 2.0) -> None: ...
@@ -65,6 +60,8 @@ class Buffer:
     def next_key(self) -> int: ...
     def region_bytes(self) -> int: ...
     def sampled(self) -> int: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
     @property
     def rate_limit(self) -> tuple[int, float, float, float]: ...
     def clear(self) -> None: ...

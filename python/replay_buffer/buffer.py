@@ -78,8 +78,8 @@ class ReplayBuffer(_core.Buffer):
             config: Capacity, strategy and seed.
             obs_shape: Shape of one observation (the specification's form).
             action_dim: With ``action_type="discrete"`` the number of actions (actions are int64
-                indices in ``[0, action_dim)``, not checked); with ``"continuous"`` the length of
-                the float32 action vector.
+                indices in ``[0, action_dim)``, checked on every add); with ``"continuous"`` the
+                length of the float32 action vector.
             fields: Any named fields instead: ``{name: {"shape": ..., "dtype": ...}}``.
             obs_dtype: dtype of ``obs`` and ``next_obs``, e.g. ``np.uint8`` for images.
             action_type: ``"discrete"`` or ``"continuous"``.
@@ -104,16 +104,10 @@ class ReplayBuffer(_core.Buffer):
             fields = transition_fields(obs_shape, action_dim, obs_dtype, action_type)
         super().__init__(
             normalize_fields(fields),
-            config.capacity,
-            config.seed,
-            config.strategy,
-            float(config.alpha),
-            float(config.beta),
-            float(config.eps),
+            config.core_options(),
             shm_name,
             _check_mode(shm_mode),
             bool(shm_keep),
-            config.rate_limit(),
         )
         self.config = config
         if self.shm_name is not None and not shm_keep:
@@ -141,19 +135,7 @@ class ReplayBuffer(_core.Buffer):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         buffer = cls.__new__(cls)
         _core.Buffer.__init__(buffer, attach=name, timeout=float(timeout))
-        min_size, ratio, error_buffer, timeout = buffer.rate_limit
-        buffer.config = BufferConfig(
-            capacity=buffer.capacity(),
-            strategy=buffer.strategy,
-            alpha=buffer.alpha,
-            beta=buffer.beta,
-            eps=buffer.eps,
-            seed=buffer.seed,
-            min_size_to_sample=min_size,
-            samples_per_insert=ratio if ratio > 0 else None,
-            error_buffer=error_buffer if ratio > 0 else None,
-            rate_limit_timeout=timeout if timeout >= 0 else None,
-        )
+        buffer.config = BufferConfig.from_core_options(buffer.options)
         return buffer
 
     def __enter__(self) -> ReplayBuffer:

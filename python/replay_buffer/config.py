@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-STRATEGIES = ("uniform", "prioritized", "rank")
+
+def strategies() -> tuple[str, ...]:
+    """Return the sampling strategies the C++ core offers (``"uniform"``, ``"prioritized"``, ...).
+
+    Read from the core, where each strategy is one selector; without the compiled extension (a
+    service client), the names a server's core offers are not known here and any name passes
+    this check (the server checks it).
+    """
+    try:
+        from replay_buffer._core import STRATEGIES
+    except ImportError:
+        return ()
+    return tuple(STRATEGIES)
 
 
 def _random_seed() -> int:
@@ -63,9 +77,12 @@ class BufferConfig:
             raise TypeError(f"capacity must be an int, got {type(self.capacity).__name__}")
         if self.capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {self.capacity}")
-        if self.strategy not in STRATEGIES:
+        known = strategies()
+        if not isinstance(self.strategy, str):
+            raise TypeError(f"strategy must be a str, got {type(self.strategy).__name__}")
+        if known and self.strategy not in known:
             raise ValueError(
-                f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {self.strategy!r}"
+                f"strategy must be one of {', '.join(map(repr, known))}, got {self.strategy!r}"
             )
         for name in ("alpha", "beta", "eps"):
             value = getattr(self, name)
@@ -93,6 +110,44 @@ class BufferConfig:
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
         if self.error_buffer is not None and self.samples_per_insert is None:
             raise ValueError("error_buffer needs samples_per_insert")
+
+    def core_options(self) -> dict[str, Any]:
+        """Return every option as the C++ core takes them (the binding's one options dict).
+
+        The rate-limit options are resolved to numbers: no ratio is 0, the default
+        ``error_buffer`` is computed, and waiting for ever is a timeout of -1.
+        """
+        min_size, ratio, error_buffer, timeout = self.rate_limit()
+        return {
+            "capacity": self.capacity,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "alpha": float(self.alpha),
+            "beta": float(self.beta),
+            "eps": float(self.eps),
+            "min_size_to_sample": min_size,
+            "samples_per_insert": ratio,
+            "error_buffer": error_buffer,
+            "rate_limit_timeout": timeout,
+        }
+
+    @classmethod
+    def from_core_options(cls, options: Mapping[str, Any]) -> BufferConfig:
+        """Rebuild a config from :meth:`core_options`' form, as a buffer's ``options`` gives it."""
+        ratio = float(options["samples_per_insert"])
+        timeout = float(options["rate_limit_timeout"])
+        return cls(
+            capacity=int(options["capacity"]),
+            strategy=str(options["strategy"]),
+            alpha=float(options["alpha"]),
+            beta=float(options["beta"]),
+            eps=float(options["eps"]),
+            seed=int(options["seed"]),
+            min_size_to_sample=int(options["min_size_to_sample"]),
+            samples_per_insert=ratio if ratio > 0 else None,
+            error_buffer=float(options["error_buffer"]) if ratio > 0 else None,
+            rate_limit_timeout=timeout if timeout >= 0 else None,
+        )
 
     def rate_limit(self) -> tuple[int, float, float, float]:
         """Return the limits as the core takes them: (min size, ratio, error buffer, timeout)."""

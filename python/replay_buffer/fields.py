@@ -12,7 +12,7 @@ SUPPORTED_DTYPES = (
     "float16", "float32", "float64",
 )  # fmt: skip
 
-FieldSpec = tuple[str, str, tuple[int, ...]]
+FieldSpec = tuple[str, str, tuple[int, ...], int]
 
 
 def _shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -40,11 +40,22 @@ def _dtype(name: str, dtype: Any) -> str:
     return resolved
 
 
+def _num_values(name: str, value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"field {name!r}: num_values must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"field {name!r}: num_values must be at least 1, got {value}")
+    return int(value)
+
+
 def normalize_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[FieldSpec]:
     """Turn ``{"obs": {"shape": (4,), "dtype": np.float32}, ...}`` into checked field specs.
 
     ``shape`` defaults to ``()`` (a scalar) and may be an int; ``dtype`` defaults to float32 and
-    may be anything ``numpy.dtype`` accepts.
+    may be anything ``numpy.dtype`` accepts. ``num_values`` (integer fields only) makes every add
+    check that values lie in ``[0, num_values)``, as for discrete actions.
     """
     if not isinstance(fields, Mapping) or not fields:
         raise ValueError(
@@ -58,13 +69,19 @@ def normalize_fields(fields: Mapping[str, Mapping[str, Any]]) -> list[FieldSpec]
             raise TypeError(
                 f"field {name!r}: expected a dict with 'shape' and 'dtype', got {spec!r}"
             )
-        unknown = set(spec) - {"shape", "dtype"}
+        unknown = set(spec) - {"shape", "dtype", "num_values"}
         if unknown:
             raise ValueError(
-                f"field {name!r}: unknown keys {sorted(unknown)}; use 'shape', 'dtype'"
+                f"field {name!r}: unknown keys {sorted(unknown)}; use 'shape', 'dtype', "
+                "'num_values'"
             )
         specs.append(
-            (name, _dtype(name, spec.get("dtype", np.float32)), _shape(name, spec.get("shape", ())))
+            (
+                name,
+                _dtype(name, spec.get("dtype", np.float32)),
+                _shape(name, spec.get("shape", ())),
+                _num_values(name, spec.get("num_values")),
+            )
         )
     return specs
 
@@ -82,7 +99,7 @@ def transition_fields(
     if action_dim < 1:
         raise ValueError(f"action_dim must be at least 1, got {action_dim}")
     if action_type == "discrete":
-        action: dict[str, Any] = {"shape": (), "dtype": np.int64}
+        action: dict[str, Any] = {"shape": (), "dtype": np.int64, "num_values": int(action_dim)}
     elif action_type == "continuous":
         action = {"shape": (int(action_dim),), "dtype": np.float32}
     else:

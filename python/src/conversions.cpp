@@ -61,6 +61,27 @@ namespace {
                         std::string(dtype_name(field.dtype)));
 }
 
+bool is_integer_kind(const py::dtype& dtype) {
+  const char kind = dtype.kind();
+  return kind == 'i' || kind == 'u';
+}
+
+// Throws ValueError naming the field when a value of the integer array `array` does not fit the
+// field's integer dtype.
+void check_integer_range(const py::array& array, const FieldInfo& info) {
+  if (array.size() == 0) return;
+  const py::module_ np = py::module_::import("numpy");
+  const py::object limits = np.attr("iinfo")(info.dtype);
+  const py::object low = array.attr("min")();
+  const py::object high = array.attr("max")();
+  if (low < limits.attr("min") || high > limits.attr("max")) {
+    const py::object bad = low < limits.attr("min") ? low : high;
+    throw py::value_error("field '" + info.field->name + "' (" + info.field->describe() +
+                          "): value " + std::string(py::str(bad)) + " is out of range for " +
+                          std::string(dtype_name(info.field->dtype)));
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -154,7 +175,12 @@ void convert(py::handle value, const FieldInfo& info, std::size_t i,
   }
   const py::dtype given_dtype = array.dtype();
   const bool exact_dtype = given_dtype.equal(info.dtype);
-  if (!exact_dtype && !same_kind_castable(given_dtype, info.dtype)) {
+  const bool from_python = !py::isinstance<py::array>(value);
+  if (!exact_dtype && from_python && is_integer_kind(given_dtype) && is_integer_kind(info.dtype)) {
+    // Python ints (a list, a tuple) into an integer field: NumPy made them int64, which does not
+    // cast to, say, uint8 by its rules; the values are what matter, as for a single Python int.
+    check_integer_range(array, info);
+  } else if (!exact_dtype && !same_kind_castable(given_dtype, info.dtype)) {
     throw DTypeError("field '" + field.name + "' has dtype " +
                      std::string(dtype_name(field.dtype)) + "; cannot safely cast " +
                      std::string(py::str(given_dtype)) + " to it");

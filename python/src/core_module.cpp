@@ -3,10 +3,12 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <thread>
 
 #include "py_buffer.hpp"
 #include "replay_buffer/errors.hpp"
 #include "replay_buffer/region.hpp"
+#include "replay_buffer/selectors/registry.hpp"
 
 namespace py = pybind11;
 namespace rb = replay_buffer;
@@ -117,6 +119,8 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(region_error.get_stored(), e.what());
     } catch (const rb::RateLimitTimeout& e) {
       PyErr_SetString(PyExc_TimeoutError, e.what());
+    } catch (const rb::Interrupted& e) {
+      PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
     } catch (const rb::SharedMemoryError& e) {
       // OSError(errno, message) is constructed as its subclass for that errno: FileExistsError,
       // FileNotFoundError, PermissionError.
@@ -129,6 +133,23 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  // Ctrl-C while a call waits for the rate limiter (with the GIL released): the core asks this
+  // every few milliseconds. Only the main thread receives signals, so only it takes the GIL to
+  // run Python's signal handlers; a KeyboardInterrupt they raise ends the wait.
+  static const std::thread::id main_thread = std::this_thread::get_id();
+  rb::set_interrupt_check([]() -> bool {
+    if (std::this_thread::get_id() != main_thread || !Py_IsInitialized()) return false;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    PyErr_Clear();  // raised again as KeyboardInterrupt when the wait unwinds
+    return true;
+  });
+
+  py::tuple strategies(rb::strategy_names().size());
+  for (std::size_t i = 0; i < rb::strategy_names().size(); ++i) {
+    strategies[i] = py::str(std::string(rb::strategy_names()[i]));
+  }
+  m.attr("STRATEGIES") = strategies;
   m.attr("SHM_CAN_LIST") = rb::kCanListShared;
   m.attr("SHM_MAX_NAME_LENGTH") = rb::kMaxSharedNameLength;
   m.def("shm_list", &rb::list_shared,
@@ -157,13 +178,10 @@ PYBIND11_MODULE(_core, m) {
 
   auto buffer_class = py::class_<PyBuffer>(m, "Buffer");
   buffer_class
-      .def(py::init<const std::vector<rb::python::FieldDescription>&, std::size_t, std::uint64_t,
-                    const std::string&, double, double, double, const std::optional<std::string>&,
-                    std::uint32_t, bool, const rb::python::RateLimitArgs&>(),
-           py::arg("fields"), py::arg("capacity"), py::arg("seed"), py::arg("strategy"),
-           py::arg("alpha"), py::arg("beta"), py::arg("eps"), py::arg("shm_name") = py::none(),
-           py::arg("shm_mode") = 0600, py::arg("shm_keep") = false,
-           py::arg("rate_limit") = rb::python::RateLimitArgs{0, 0.0, 0.0, 60.0})
+      .def(py::init<const std::vector<rb::python::FieldDescription>&, const py::dict&,
+                    const std::optional<std::string>&, std::uint32_t, bool>(),
+           py::arg("fields"), py::arg("options"), py::arg("shm_name") = py::none(),
+           py::arg("shm_mode") = 0600, py::arg("shm_keep") = false)
       .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
            py::arg("timeout") = 2.0)
       .def("sample", &PyBuffer::sample, py::arg("batch_size"), py::arg("beta") = py::none(),
@@ -196,8 +214,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly(
           "seed", [](PyBuffer& b) { return b.buffer().seed(); }, "The sampling seed.")
       .def("columns", &PyBuffer::columns,
-           "Read-only zero-copy views of the stored rows, in slot order (key - first key since the "
-           "last clear, modulo capacity). They stay valid after close().")
+           "Read-only zero-copy views of the stored rows, in slot order (slot = key modulo "
+           "capacity): every slot written so far, min(next_key(), capacity()) rows — after a "
+           "clear() these include cleared rows. They "
+           "stay valid after close().")
       .def_property_readonly("fields", &PyBuffer::fields,
                              "{name: {'shape': tuple, 'dtype': numpy.dtype}} for every field.")
       .def(
@@ -214,6 +234,10 @@ PYBIND11_MODULE(_core, m) {
           "sampled", [](PyBuffer& b) { return b.buffer().sampled(); },
           "Transitions sampled so far (every row of every batch), by every process.")
       .def_property_readonly(
+          "options", [](PyBuffer& b) { return rb::python::options_to_dict(b.buffer().options()); },
+          "Every option the buffer was made with, as BufferConfig.core_options() gives them "
+          "(beta as it is now).")
+      .def_property_readonly(
           "rate_limit",
           [](PyBuffer& b) {
             const rb::RateLimit& limit = b.buffer().rate_limit();
@@ -226,8 +250,8 @@ PYBIND11_MODULE(_core, m) {
           "Bytes of memory the buffer occupies, all included.")
       .def(
           "clear", [](PyBuffer& b) { b.buffer().clear(); },
-          "Forget every transition; keys keep increasing. Not while other threads or processes "
-          "add.")
+          "Forget every transition; keys keep increasing. Safe at any time, also while other "
+          "threads or processes add (their rows are kept or cleared by their keys).")
       .def("check_consistency", &PyBuffer::check_consistency,
            "Check the buffer's invariants (sequence words, writer registry, and the priority "
            "trees against a recomputation, after repairing them if a process died holding their "

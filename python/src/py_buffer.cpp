@@ -1,10 +1,14 @@
 #include "py_buffer.hpp"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <utility>
 
 #include "replay_buffer/errors.hpp"
+#include "replay_buffer/selectors/registry.hpp"
 
 namespace replay_buffer::python {
 namespace {
@@ -12,24 +16,10 @@ namespace {
 constexpr const char* kIndicesKey = "indices";
 constexpr const char* kWeightsKey = "weights";
 
-BufferOptions make_options(std::size_t capacity, std::uint64_t seed, const std::string& strategy,
-                           double alpha, double beta, double eps, const RateLimitArgs& limit) {
-  const auto parsed = strategy_from_name(strategy);
-  if (!parsed) {
-    throw std::invalid_argument("strategy must be 'uniform', 'prioritized' or 'rank', got '" +
-                                strategy + "'");
-  }
-  const auto& [min_size, samples_per_insert, error_buffer, timeout] = limit;
-  return {.capacity = capacity,
-          .seed = seed,
-          .strategy = *parsed,
-          .alpha = alpha,
-          .beta = beta,
-          .eps = eps,
-          .rate_limit = {.min_size_to_sample = min_size,
-                         .samples_per_insert = samples_per_insert,
-                         .error_buffer = error_buffer,
-                         .timeout_seconds = timeout}};
+template <typename T>
+T option(const py::dict& options, const char* name) {
+  if (!options.contains(name)) throw py::key_error(std::string("missing buffer option '") + name + "'");
+  return options[name].cast<T>();
 }
 
 // A 1-d array of `dtype` from an array-like, with the same casting rules as add.
@@ -71,34 +61,93 @@ std::span<const std::uint64_t> checked_keys(const py::array& keys) {
 
 Schema make_schema(const std::vector<FieldDescription>& fields) {
   std::vector<Field> list;
-  for (const auto& [name, dtype_text, shape] : fields) {
+  for (const auto& [name, dtype_text, shape, num_values] : fields) {
     const auto dtype = dtype_from_name(dtype_text);
     if (!dtype) {
       throw DTypeError("field '" + name + "': unsupported dtype '" + dtype_text +
                        "' (bool, int8-64, uint8-64, float16, float32, float64)");
     }
-    list.push_back(Field{name, *dtype, shape});
+    list.push_back(Field{name, *dtype, shape, num_values});
   }
   return Schema(std::move(list));
 }
 
-constexpr std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
+// A batch size from Python: an int (or integer-like, such as numpy.int64) >= 1, not a bool or a
+// float.
+py::ssize_t batch_size_of(py::handle value) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr())) {
+    throw py::type_error("batch_size must be an int, got " + type_name(value) + " (" +
+                         std::string(py::repr(value)) + ")");
+  }
+  const py::ssize_t n = PyNumber_AsSsize_t(value.ptr(), nullptr);
+  if (n == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error("batch_size " + std::string(py::repr(value)) + " is out of range");
+  }
+  if (n <= 0) throw py::value_error("batch_size must be at least 1; got " + std::to_string(n));
+  return n;
+}
 
 [[noreturn]] void throw_closed() { throw py::value_error("buffer is closed"); }
 
+constexpr std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
+
 }  // namespace
 
-PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity,
-                   std::uint64_t seed, const std::string& strategy, double alpha, double beta,
-                   double eps, const std::optional<std::string>& shm_name, std::uint32_t shm_mode,
-                   bool shm_keep, const RateLimitArgs& rate_limit)
+BufferOptions options_from_dict(const py::dict& options) {
+  static constexpr std::array<const char*, 10> kNames{
+      "capacity", "strategy", "seed", "alpha", "beta", "eps", "min_size_to_sample",
+      "samples_per_insert", "error_buffer", "rate_limit_timeout"};
+  for (const auto& [key, value] : options) {
+    const std::string name = py::str(key);
+    if (std::find_if(kNames.begin(), kNames.end(), [&](const char* n) { return name == n; }) ==
+        kNames.end()) {
+      throw py::key_error("unknown buffer option '" + name + "'");
+    }
+  }
+  const auto strategy_text = option<std::string>(options, "strategy");
+  const auto strategy = strategy_from_name(strategy_text);
+  if (!strategy) {
+    std::string names;
+    for (const std::string_view n : strategy_names()) names += (names.empty() ? "'" : ", '") + std::string(n) + "'";
+    throw py::value_error("strategy must be one of " + names + ", got '" + strategy_text + "'");
+  }
+  return {.capacity = option<std::size_t>(options, "capacity"),
+          .seed = option<std::uint64_t>(options, "seed"),
+          .strategy = *strategy,
+          .alpha = option<double>(options, "alpha"),
+          .beta = option<double>(options, "beta"),
+          .eps = option<double>(options, "eps"),
+          .rate_limit = {.min_size_to_sample = option<std::uint64_t>(options, "min_size_to_sample"),
+                         .samples_per_insert = option<double>(options, "samples_per_insert"),
+                         .error_buffer = option<double>(options, "error_buffer"),
+                         .timeout_seconds = option<double>(options, "rate_limit_timeout")}};
+}
+
+py::dict options_to_dict(const BufferOptions& options) {
+  py::dict out;
+  out["capacity"] = options.capacity;
+  out["strategy"] = std::string(strategy_name(options.strategy));
+  out["seed"] = options.seed;
+  out["alpha"] = options.alpha;
+  out["beta"] = options.beta;
+  out["eps"] = options.eps;
+  out["min_size_to_sample"] = options.rate_limit.min_size_to_sample;
+  out["samples_per_insert"] = options.rate_limit.samples_per_insert;
+  out["error_buffer"] = options.rate_limit.error_buffer;
+  out["rate_limit_timeout"] = options.rate_limit.timeout_seconds;
+  return out;
+}
+
+PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, const py::dict& options_dict,
+                   const std::optional<std::string>& shm_name, std::uint32_t shm_mode,
+                   bool shm_keep)
     : indices_dtype_(py::dtype::of<std::int64_t>()),
       indices_name_(kIndicesKey),
       weights_dtype_(py::dtype::of<float>()),
       weights_name_(kWeightsKey) {
   Schema schema = make_schema(fields);
-  const BufferOptions options =
-      make_options(capacity, seed, strategy, alpha, beta, eps, rate_limit);
+  const BufferOptions options = options_from_dict(options_dict);
   if (shm_mode > 0777) {
     throw py::value_error("shm_mode must be permission bits in [0, 0o777], got " +
                           std::to_string(shm_mode));
@@ -200,24 +249,38 @@ std::uint64_t PyBuffer::add_batch(PyObject* const* args, Py_ssize_t nargs, PyObj
   return held->add_batch(columns, static_cast<std::size_t>(*rows));
 }
 
-py::dict PyBuffer::sample(py::ssize_t batch_size, std::optional<double> beta) {
+py::dict PyBuffer::sample(py::handle batch_size_arg, std::optional<double> beta) {
   const std::shared_ptr<Buffer> held = hold();
-  if (batch_size <= 0) {
-    throw py::value_error("batch_size must be at least 1; got " + std::to_string(batch_size));
-  }
+  const py::ssize_t batch_size = batch_size_of(batch_size_arg);
   const auto n = static_cast<std::size_t>(batch_size);
-  // One block holds every field's rows and the keys, each part 64-byte aligned.
+  // One block holds every field's rows and the keys, each part 64-byte aligned. Every size is
+  // checked: a batch larger than memory fails here, before anything is allocated.
   std::array<std::size_t, kMaxFields> offsets{};
   std::size_t total = 0;
-  for (std::size_t i = 0; i < info_.size(); ++i) {
-    offsets[i] = total;
-    total += align64(n * info_[i].field->row_bytes());
+  const auto part = [&](std::size_t row_bytes) {
+    if (row_bytes != 0 && n > (std::numeric_limits<std::size_t>::max() / 2) / row_bytes) {
+      throw CapacityError("a batch of " + std::to_string(n) +
+                          " rows does not fit in the address space");
+    }
+    const std::size_t bytes = align64(n * row_bytes);
+    if (bytes > std::numeric_limits<std::size_t>::max() / 2 - total) {
+      throw CapacityError("a batch of " + std::to_string(n) +
+                          " rows does not fit in the address space");
+    }
+    const std::size_t at = total;
+    total += bytes;
+    return at;
+  };
+  for (std::size_t i = 0; i < info_.size(); ++i) offsets[i] = part(info_[i].field->row_bytes());
+  const bool prioritized = is_prioritized(held->strategy());
+  const std::size_t keys_offset = part(sizeof(std::uint64_t));
+  const std::size_t weights_offset = prioritized ? part(sizeof(float)) : total;
+  const std::size_t physical = physical_memory_bytes();
+  if (physical != 0 && total > physical) {
+    throw CapacityError("a batch of " + std::to_string(n) + " rows needs " +
+                        std::to_string(total) + " bytes, more than this machine's memory (" +
+                        std::to_string(physical) + " bytes)");
   }
-  const bool prioritized = held->strategy() != Strategy::kUniform;
-  const std::size_t keys_offset = total;
-  total += align64(n * sizeof(std::uint64_t));
-  const std::size_t weights_offset = total;
-  if (prioritized) total += n * sizeof(float);
   const py::array block = blocks_.acquire(total);
   auto* base = static_cast<std::byte*>(const_cast<void*>(block.data()));
 
@@ -278,7 +341,7 @@ py::array PyBuffer::checked_output(py::handle value, const std::string& name,
 py::dict PyBuffer::sample_into(const py::dict& out, std::optional<double> beta) {
   const std::shared_ptr<Buffer> held = hold();
   if (out.empty()) throw py::value_error("sample_into needs at least one output array");
-  const bool prioritized = held->strategy() != Strategy::kUniform;
+  const bool prioritized = is_prioritized(held->strategy());
   std::array<FieldOut, kMaxFields> targets{};
   std::span<std::uint64_t> keys;
   std::span<float> weights;
@@ -341,7 +404,10 @@ py::dict PyBuffer::columns() const {
   // The views keep the buffer (and so its mapping) alive, even past close().
   const py::capsule owner(new std::shared_ptr<Buffer>(held),
                           [](void* p) { delete static_cast<std::shared_ptr<Buffer>*>(p); });
-  const auto rows = static_cast<py::ssize_t>(held->size());
+  // Every slot written so far: slot = key mod capacity, so before the ring wraps these are the
+  // keys [0, next_key) — after a clear, including the cleared rows.
+  const auto rows = static_cast<py::ssize_t>(
+      std::min<std::uint64_t>(held->next_key(), held->capacity()));
   py::dict views;
   for (std::size_t i = 0; i < info_.size(); ++i) {
     std::vector<py::ssize_t> shape{rows};
@@ -360,6 +426,7 @@ py::dict PyBuffer::fields() const {
     py::dict spec;
     spec["shape"] = py::tuple(py::cast(info.shape));
     spec["dtype"] = info.dtype;
+    if (info.field->num_values != 0) spec["num_values"] = info.field->num_values;
     out[info.name] = spec;
   }
   return out;

@@ -19,22 +19,25 @@
 
 namespace replay_buffer::python {
 
-using FieldDescription = std::tuple<std::string, std::string, std::vector<std::size_t>>;
-// (min_size_to_sample, samples_per_insert, error_buffer, timeout seconds): see RateLimit.
-using RateLimitArgs = std::tuple<std::uint64_t, double, double, double>;
+// (name, NumPy dtype name, shape, num_values): see Field.
+using FieldDescription =
+    std::tuple<std::string, std::string, std::vector<std::size_t>, std::uint64_t>;
+
+// BufferOptions from the dict BufferConfig.core_options() makes, and back: the one place the
+// binding names the options. Unknown or missing keys raise KeyError naming them, so the Python
+// and C++ declarations cannot drift apart silently.
+BufferOptions options_from_dict(const py::dict& options);
+py::dict options_to_dict(const BufferOptions& options);
 
 // Python's view of a Buffer. close() lets go of the buffer at once; calls running on other
 // threads with the GIL released, and zero-copy views from columns(), hold it until they are done,
 // so the memory is unmapped when the last of them ends.
 class PyBuffer {
  public:
-  // fields: (name, NumPy dtype name, shape) each; strategy: "uniform", "prioritized" or "rank".
-  // shm_name: create the buffer in this shared-memory region (mode shm_mode; shm_keep leaves the
-  // name when the buffer is closed).
-  PyBuffer(const std::vector<FieldDescription>& fields, std::size_t capacity, std::uint64_t seed,
-           const std::string& strategy, double alpha, double beta, double eps,
-           const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep,
-           const RateLimitArgs& rate_limit);
+  // options: see options_from_dict. shm_name: create the buffer in this shared-memory region
+  // (mode shm_mode; shm_keep leaves the name when the buffer is closed).
+  PyBuffer(const std::vector<FieldDescription>& fields, const py::dict& options,
+           const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep);
   // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
   PyBuffer(const std::string& name, double timeout);
 
@@ -42,7 +45,7 @@ class PyBuffer {
   // name in the kwnames tuple): no argument tuple or keyword dict is built per call.
   std::uint64_t add(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
   std::uint64_t add_batch(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
-  py::dict sample(py::ssize_t batch_size, std::optional<double> beta);
+  py::dict sample(py::handle batch_size, std::optional<double> beta);
   py::dict sample_into(const py::dict& out, std::optional<double> beta);
   std::size_t update_priorities(const py::handle& indices, const py::handle& td_errors,
                                 const py::handle& priorities);

@@ -33,7 +33,7 @@ def test_continuous_actions_are_float_vectors():
 
 
 def test_discrete_actions_are_int64_scalars(buffer):
-    assert buffer.fields["action"] == {"shape": (), "dtype": np.dtype(np.int64)}
+    assert buffer.fields["action"] == {"shape": (), "dtype": np.dtype(np.int64), "num_values": 2}
 
 
 def test_general_fields():

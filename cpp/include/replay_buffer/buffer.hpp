@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,12 +15,12 @@
 #include <vector>
 
 #include "replay_buffer/layout.hpp"
-#include "replay_buffer/priorities.hpp"
 #include "replay_buffer/process.hpp"
+#include "replay_buffer/rate_limiter.hpp"
 #include "replay_buffer/region.hpp"
+#include "replay_buffer/ring.hpp"
 #include "replay_buffer/schema.hpp"
 #include "replay_buffer/strategy.hpp"
-#include "replay_buffer/sync.hpp"
 #include "replay_buffer/writers.hpp"
 
 namespace replay_buffer {
@@ -78,11 +79,6 @@ struct ConsistencyReport {
   std::uint64_t repairs = 0;
 };
 
-// One field's bytes for `n` consecutive rows, in the field's dtype, C order.
-using FieldBytes = std::span<const std::byte>;
-// Where a sample writes one field's rows; an empty span skips that field.
-using FieldOut = std::span<std::byte>;
-
 class Buffer {
  public:
   // A buffer in this process's private memory. Throws std::invalid_argument for a bad schema and
@@ -111,39 +107,44 @@ class Buffer {
   // wait. Thread-safe.
   [[nodiscard]] static SharedBufferInfo inspect(std::string_view name);
 
-  Buffer(Buffer&&) noexcept = default;
-  Buffer& operator=(Buffer&&) noexcept = default;
+  // Moving hands over the whole state at once (the writer claim is released before the region it
+  // lives in is unmapped, whichever buffer goes first).
+  Buffer(Buffer&&) noexcept;
+  Buffer& operator=(Buffer&&) noexcept;
+  ~Buffer();
 
   // Immutable after construction: all of these are thread-safe.
-  [[nodiscard]] const Schema& schema() const noexcept { return schema_; }
-  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] std::uint64_t seed() const noexcept { return header_->seed; }
-  [[nodiscard]] Strategy strategy() const noexcept { return strategy_; }
-  [[nodiscard]] double alpha() const noexcept { return header_->alpha; }
-  [[nodiscard]] double eps() const noexcept { return header_->eps; }
+  [[nodiscard]] const Schema& schema() const noexcept;
+  [[nodiscard]] std::size_t capacity() const noexcept;
+  [[nodiscard]] std::uint64_t seed() const noexcept;
+  [[nodiscard]] Strategy strategy() const noexcept;
+  [[nodiscard]] double alpha() const noexcept;
+  [[nodiscard]] double eps() const noexcept;
+  // Every option the buffer was made with (beta as it is now). Thread-safe.
+  [[nodiscard]] BufferOptions options() const noexcept;
   // Bytes of the whole region: header, sequence words, columns and priority structures.
-  [[nodiscard]] std::size_t region_bytes() const noexcept { return region_.size(); }
+  [[nodiscard]] std::size_t region_bytes() const noexcept;
   // The shared-memory name; empty for a private buffer.
-  [[nodiscard]] const std::string& shared_name() const noexcept { return region_.name(); }
+  [[nodiscard]] const std::string& shared_name() const noexcept;
   // Whether destroying this Buffer removes the shared name: made by this process's constructor,
   // not kept, not removed yet. Not thread-safe against unlink_shared_name/keep_shared_name.
-  [[nodiscard]] bool owns_shared_name() const noexcept { return region_.owns_name(); }
+  [[nodiscard]] bool owns_shared_name() const noexcept;
   // Removes the shared name now if this Buffer owns it (see owns_shared_name); the memory stays
   // mapped here and in every attached process. Returns whether it removed it. Call from one
   // thread.
-  bool unlink_shared_name() noexcept { return region_.unlink_name(); }
+  bool unlink_shared_name() noexcept;
   // Leaves the shared name in place when this Buffer is destroyed. Call from one thread.
-  void keep_shared_name() noexcept { region_.keep_name(); }
+  void keep_shared_name() noexcept;
 
-  // Transitions held: adds begun since the last clear, at most capacity. Thread-safe.
+  // Transitions held: adds begun since the last clear, at most capacity. Thread-safe, O(1).
   [[nodiscard]] std::size_t size() const noexcept;
-  [[nodiscard]] bool is_full() const noexcept { return size() == capacity_; }
+  [[nodiscard]] bool is_full() const noexcept { return size() == capacity(); }
   // Keys handed out since the buffer was made (the next add gets this key). Thread-safe.
   [[nodiscard]] std::uint64_t next_key() const noexcept;
   // Transitions sampled since the buffer was made (each row of each batch). Thread-safe.
   [[nodiscard]] std::uint64_t sampled() const noexcept;
   // The limits adds and samples wait for; fixed when the buffer is made. Thread-safe.
-  [[nodiscard]] const RateLimit& rate_limit() const noexcept { return header_->rate_limit; }
+  [[nodiscard]] const RateLimit& rate_limit() const noexcept;
 
   // Appends one transition, overwriting the oldest when full, and returns its key.
   // `row[i]` holds field i's bytes (exactly its row_bytes). Throws std::invalid_argument, leaving
@@ -197,94 +198,49 @@ class Buffer {
   // on a uniform buffer. Thread-safe: one priority lock acquisition.
   void priorities(std::span<const std::uint64_t> keys, std::span<double> out);
 
-  // Forgets every transition; keys keep increasing. Must not overlap add or add_batch (in any
-  // process); samples that overlap it see the buffer as it was before or after.
+  // Forgets every transition; keys keep increasing. One atomic store of the base key (plus, for
+  // prioritized buffers, resetting the priorities under the priority lock), so a process killed
+  // at any instant of it leaves a consistent buffer. Adds that overlap it keep their rows if
+  // their keys were handed out after it, and lose them otherwise; samples that overlap it see the
+  // buffer as it was before or after. Thread- and process-safe.
   void clear();
 
-  // Checks the buffer's invariants: counters in order, every sequence word a published lap no
-  // newer than the keys handed out, or the mark of a registered (or dead) writer; a well-formed
-  // writer registry; and, under the priority lock (after the repair a dead holder calls for), sum,
-  // min and max trees exactly equal to a recomputation from the priorities and a well-formed rank
-  // order. Returns what it counted; throws InvalidRegionError describing the first violation.
+  // Checks the buffer's invariants (consistency.cpp): counters in order, every sequence word a
+  // published lap no newer than the keys handed out, or the mark of a registered (or dead)
+  // writer; a well-formed writer registry; and, under the priority lock (after the repair a dead
+  // holder calls for), sum, min and max trees exactly equal to a recomputation from the
+  // priorities, no priority on a slot that holds no live item, and a well-formed rank order.
+  // Returns what it counted; throws InvalidRegionError describing the first violation.
   // Thread-safe; O(capacity). Meant for tests, and for users who suspect a crash left damage.
   ConsistencyReport check_consistency();
 
-  // The whole stored column of field i: capacity rows in slot order (slot = (key - key at last
-  // clear) mod capacity). Rows may be mid-write while other threads add. Thread-safe.
+  // The whole stored column of field i: capacity rows in slot order (slot = key mod capacity),
+  // including rows of cleared and never-written slots. Rows may be mid-write while other threads
+  // add. Thread-safe.
   [[nodiscard]] std::span<const std::byte> column(std::size_t field) const noexcept;
 
+  // Everything a buffer is (region, ring, selector): opaque, defined in the library's sources.
+  struct State;
+
  private:
-  struct Snapshot;
-  // One field a sample copies: its column, where its rows go, and their size.
-  struct FieldCopy {
-    const std::byte* column;
-    std::byte* out;
-    std::size_t row_bytes;
-  };
-  using CopyPlan = std::span<const FieldCopy>;
-
-  // Adopts a region whose header read_region_header checked.
-  Buffer(Region region, RegionDescription description);
-  Buffer(Schema schema, BufferOptions options, std::optional<SharedMemory> shared);
-  // Resolves the pointers into the region, and the priority and writer views.
-  void bind_region(double alpha, double eps);
-  // Hands out `count` consecutive keys, after the rate limit admits them.
-  [[nodiscard]] std::uint64_t claim_keys(std::size_t count);
-  // Counts `count` sampled transitions, after the rate limit admits them.
+  explicit Buffer(std::unique_ptr<State> state) noexcept;
+  // Counts `count` sampled items, after the rate limit admits them.
   void admit_sample(std::size_t count);
-
-  [[nodiscard]] Snapshot snapshot() const noexcept;
-
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;
   void check_outputs(std::span<const FieldOut> out, std::span<const std::uint64_t> keys,
                      std::size_t batch) const;
-  // Claims slot for lap `lap`, marking it with `mine`; false when a newer lap already holds it
-  // (our row is stale). Takes the slot over from a writer whose process died holding it.
-  [[nodiscard]] bool begin_write(std::size_t slot, std::uint64_t lap, sync::SeqWord mine) noexcept;
-  // Whether the writer that marked a slot with the odd word `held` has died, timing how long it
-  // has held it in `watch` (only after holding it a millisecond is the OS asked).
-  struct HolderWatch;
-  [[nodiscard]] bool holder_died(sync::SeqWord held, HolderWatch& watch) noexcept;
-  // A sampler's slow path, after failing to read a row many times over: retires slots that dead
-  // writers left mid-write (so prioritized draws stop choosing them) and throws EmptyBufferError
-  // when no row is readable and no live writer is writing one.
-  void reclaim_abandoned(const Snapshot& snap);
-  void end_write(std::size_t slot, std::uint64_t lap) noexcept;
-  void write_rows(std::span<const FieldBytes> columns, std::size_t first_row,
-                  std::size_t first_slot, std::size_t rows) noexcept;
-  // Copies slot into row `row` of the plan's outputs; false if the slot is unwritten or changed
-  // during the copy.
-  [[nodiscard]] bool try_read(std::size_t slot, const Snapshot& snap, CopyPlan plan,
-                              std::size_t row, std::uint64_t& key) const noexcept;
-  void prefetch_row(std::size_t slot, CopyPlan plan) const noexcept;
-  // Copies the rows of `slots` (drawn from snapshot `snap`) into rows first_row... of the plan's
-  // outputs and `keys`; a slot that cannot be read whole is replaced by `redraw(row, snap)`.
-  template <typename Redraw>
-  void copy_rows(std::span<const std::size_t> slots, std::size_t first_row, Snapshot& snap,
-                 CopyPlan plan, std::span<std::uint64_t> keys, Redraw&& redraw);
-  void sample_prioritized(std::size_t batch, CopyPlan plan, Snapshot snap, Xoshiro256pp& rng,
-                          std::span<std::uint64_t> keys, std::span<float> weights, double beta);
-  // Gives slots being written their new-transition priority, under one lock acquisition. Called
-  // between claiming the slots and publishing them: an update_priorities for a previous occupant
-  // that takes the lock later sees the slot claimed and is ignored, and a writer that dies after
-  // this leaves its slots with their own priority, never a predecessor's.
-  void insert_priorities(std::size_t first_slot, std::size_t count);
+  // Writes rows [skipped, count) of `columns` as keys first_key + skipped... (claimed).
+  void write_claimed(std::span<const FieldBytes> columns, std::uint64_t first_key,
+                     std::size_t count);
+  template <typename Locked>
+  void sample_with(Locked&& lock_selector, std::size_t batch, CopyPlan plan,
+                   std::span<std::uint64_t> keys, std::span<float> weights, double beta);
+  // A sampler's slow path, after failing to read rows many times over: retires slots that dead
+  // writers left mid-write or that hold no live item (so prioritized draws stop choosing them)
+  // and throws EmptyBufferError when no row is readable and no live writer is writing one.
+  void reclaim(const LiveKeys& live);
 
-  Schema schema_;
-  std::size_t capacity_;
-  Strategy strategy_;
-  Layout layout_;
-  Region region_;
-  // Parts of the region, resolved once: the hot paths use them on every row.
-  RegionHeader* header_;
-  Counters* counters_;
-  sync::SeqWord* seq_;
-  std::vector<std::byte*> columns_;
-  std::vector<std::size_t> row_bytes_;
-  std::optional<PriorityIndex> priorities_;  // prioritized strategies only
-  // This process's writer id in a shared region's registry (kPrivateWriter otherwise). Declared
-  // after region_, so it is released while the region is still mapped.
-  WriterClaim writer_;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace replay_buffer

@@ -3,7 +3,8 @@
 // DTypeError -> TypeError, EmptyBufferError -> replay_buffer.EmptyBufferError (a ValueError),
 // CapacityError -> replay_buffer.CapacityError (a MemoryError),
 // SharedMemoryError -> OSError of its errno (FileExistsError, FileNotFoundError, PermissionError),
-// InvalidRegionError -> replay_buffer.InvalidRegionError (a ValueError).
+// InvalidRegionError -> replay_buffer.InvalidRegionError (a ValueError),
+// RateLimitTimeout -> TimeoutError, Interrupted -> KeyboardInterrupt.
 #pragma once
 
 #include <new>
@@ -50,6 +51,13 @@ class SharedMemoryError : public std::runtime_error {
 // version, truncated, a corrupt header, never initialised, or contents that fail a consistency
 // check.
 class InvalidRegionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A wait (for the rate limiter) ended early because the caller asked to stop (Ctrl-C in Python):
+// nothing was added or sampled.
+class Interrupted : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -2,9 +2,7 @@
 // means the same thing wherever it is mapped.
 //
 //   [RegionHeader][FieldRecord x field_count][Counters][WriterEntry x writer_slots]
-//   [seq words: u32 x capacity][column 0]...
-//   then, for prioritized strategies: [PriorityControl][sum tree]
-//   and for rank-based ones: [rank order: RankEntry x capacity][changed flags: u8 x capacity]
+//   [seq words: u32 x capacity][column 0]...[the selector's part (selectors/*.hpp), if any]
 //
 // Every part starts on a 64-byte boundary (a cache line; also what SIMD loads like). Only shared
 // regions have writer entries (writers.hpp); private ones have writer_slots = 0.
@@ -30,8 +28,9 @@ inline constexpr std::uint64_t kRegionMagic = 0x3146425952504c52ULL;  // "RLPRYB
 // The most writer entries a region may have (WriterRegistry::kEntries).
 inline constexpr std::size_t kMaxWriterSlots = 1024;
 
-// Version 2 added the writer registry and the creator's identity.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// Version 2 added the writer registry and the creator's identity; version 3 made laps absolute
+// (counted from key 0, so a clear moves only the base key) and gave the selector one part.
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 [[nodiscard]] constexpr std::size_t align_up(std::size_t n, std::size_t a = kAlignment) noexcept {
   return (n + a - 1) / a * a;
@@ -46,6 +45,7 @@ struct FieldRecord {
   std::uint64_t dims[kMaxDims];
   std::uint64_t column_offset;  // from the region's start
   std::uint64_t row_bytes;
+  std::uint64_t num_values;  // Field::num_values; 0: none
 };
 
 struct alignas(kAlignment) RegionHeader {
@@ -60,10 +60,8 @@ struct alignas(kAlignment) RegionHeader {
   std::uint64_t counters_offset;
   std::uint64_t seq_offset;
   std::uint64_t seed;
-  std::uint64_t priority_control_offset;  // 0 for uniform buffers
-  std::uint64_t tree_offset;              // 0 for uniform buffers
-  std::uint64_t order_offset;             // 0 unless rank-based
-  std::uint64_t changed_offset;           // 0 unless rank-based
+  std::uint64_t selector_offset;  // the selector's part; 0 when it keeps nothing in the region
+  std::uint64_t selector_bytes;
   std::uint64_t writers_offset;           // 0 for private buffers
   std::uint64_t writer_slots;             // entries in the writer registry; 0 for private buffers
   double alpha;
@@ -91,14 +89,6 @@ struct Counters {
   alignas(kAlignment) std::uint64_t sampled;  // transitions sampled so far (atomic)
 };
 
-// The lock of the priority structures and the rank order's bookkeeping, both guarded by it.
-struct PriorityControl {
-  sync::RegionMutex lock;
-  std::uint64_t sorted_count;        // slots the rank order held when last sorted
-  std::uint64_t changes_since_sort;  // priorities set since then
-  std::uint64_t repairs;             // times a locker found the holder dead and rebuilt
-};
-
 // One entry of a shared region's writer registry (writers.hpp). Every word is accessed atomically.
 struct WriterEntry {
   std::uint64_t state;          // incarnation << 32 | pid; pid 0: free
@@ -107,31 +97,23 @@ struct WriterEntry {
   std::uint64_t details_of;     // the incarnation the two words above belong to
 };
 
-// One place of the rank order: a slot and the priority it was sorted by.
-struct RankEntry {
-  double priority;
-  std::uint64_t slot;
-};
-
 static_assert(std::is_trivially_copyable_v<RegionHeader>);
 static_assert(std::is_trivially_copyable_v<FieldRecord>);
 static_assert(std::is_trivially_copyable_v<Counters>);
-static_assert(std::is_standard_layout_v<PriorityControl>);
 static_assert(std::is_trivially_copyable_v<WriterEntry>);
 
 // The offsets of every part for a schema and capacity. Pure arithmetic: the same inputs give the
 // same layout in every process, which is how an attaching process checks a region.
 struct Layout {
+  std::size_t capacity = 0;
   std::size_t fields_offset = 0;
   std::size_t counters_offset = 0;
   std::size_t writers_offset = 0;
   std::size_t writer_slots = 0;
   std::size_t seq_offset = 0;
   std::vector<std::size_t> column_offsets;
-  std::size_t priority_control_offset = 0;
-  std::size_t tree_offset = 0;
-  std::size_t order_offset = 0;
-  std::size_t changed_offset = 0;
+  std::size_t selector_offset = 0;
+  std::size_t selector_bytes = 0;
   std::size_t total_bytes = 0;
 
   // Throws CapacityError when capacity is 0 or the total size overflows. Thread-safe (pure).

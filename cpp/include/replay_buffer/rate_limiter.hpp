@@ -11,6 +11,7 @@
 // holds across threads and processes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -18,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include "replay_buffer/errors.hpp"
 
 namespace replay_buffer {
 
@@ -111,20 +114,38 @@ struct RateLimit {
   }
 };
 
+// Asked about every few milliseconds while a call waits for the rate limiter: returns true when
+// the wait should end at once (Python sets it to check for Ctrl-C). Null: never interrupted.
+using InterruptCheck = bool (*)();
+
+// Sets the process-wide interrupt check (see InterruptCheck). Thread-safe.
+void set_interrupt_check(InterruptCheck check) noexcept;
+// The current interrupt check, or null. Thread-safe.
+[[nodiscard]] InterruptCheck interrupt_check() noexcept;
+
 // Calls `attempt` until it returns true or `timeout_seconds` pass (negative: no deadline),
 // sleeping a little longer each time (50 us up to 1 ms): the condition changes when another
 // thread or process inserts or samples, which this one cannot be woken by across processes.
-// Returns whether `attempt` succeeded.
+// Returns whether `attempt` succeeded. Throws Interrupted, having changed nothing, when the
+// interrupt check asks to stop.
 template <typename Attempt>
 [[nodiscard]] bool retry_until(Attempt&& attempt, double timeout_seconds) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
+  auto next_check = start + std::chrono::milliseconds(20);
   auto pause = std::chrono::microseconds(50);
   for (;;) {
     if (attempt()) return true;
+    const auto now = Clock::now();
     if (timeout_seconds >= 0.0 &&
-        std::chrono::duration<double>(Clock::now() - start).count() >= timeout_seconds) {
+        std::chrono::duration<double>(now - start).count() >= timeout_seconds) {
       return false;
+    }
+    if (now >= next_check) {
+      next_check = now + std::chrono::milliseconds(20);
+      if (const InterruptCheck check = interrupt_check(); check != nullptr && check()) {
+        throw Interrupted("interrupted while waiting for the rate limiter");
+      }
     }
     std::this_thread::sleep_for(pause);
     if (pause < std::chrono::milliseconds(1)) pause *= 2;

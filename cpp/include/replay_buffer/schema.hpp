@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,8 +22,15 @@ struct Field {
   std::string name;
   DType dtype = DType::kFloat32;
   std::vector<std::size_t> shape;
+  // For integer fields that hold indices (a discrete action): every value must lie in
+  // [0, num_values), checked on every add. 0: any value of the dtype.
+  std::uint64_t num_values = 0;
 
   [[nodiscard]] std::size_t elements() const noexcept;
+  // Throws std::invalid_argument naming the field, the row and the value when a value of `rows`
+  // (bytes of whole rows of this field) lies outside [0, num_values). O(values); nothing to do
+  // when num_values is 0. Thread-safe.
+  void check_values(std::span<const std::byte> rows) const;
   [[nodiscard]] std::size_t row_bytes() const noexcept { return elements() * dtype_size(dtype); }
   // "float32[84, 84, 4]" / "float32 scalar": how errors name a field's type and shape.
   [[nodiscard]] std::string describe() const;

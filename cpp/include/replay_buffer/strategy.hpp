@@ -1,9 +1,8 @@
-// How a buffer samples, and how callers express priorities.
+// How a buffer samples (the codes region headers store; names and selectors are in
+// selectors/registry.hpp), and how callers express priorities.
 #pragma once
 
 #include <cstdint>
-#include <optional>
-#include <string_view>
 
 namespace replay_buffer {
 
@@ -19,24 +18,5 @@ enum class PriorityKind : std::uint8_t {
   kTdError,   // any finite value; its magnitude is used: (|delta| + eps)
   kPriority,  // a finite value >= 0, used as given: (p + eps)
 };
-
-[[nodiscard]] constexpr std::string_view strategy_name(Strategy s) noexcept {
-  switch (s) {
-    case Strategy::kUniform:
-      return "uniform";
-    case Strategy::kProportional:
-      return "prioritized";
-    case Strategy::kRank:
-      return "rank";
-  }
-  return "invalid";
-}
-
-[[nodiscard]] constexpr std::optional<Strategy> strategy_from_name(std::string_view name) noexcept {
-  for (const Strategy s : {Strategy::kUniform, Strategy::kProportional, Strategy::kRank}) {
-    if (strategy_name(s) == name) return s;
-  }
-  return std::nullopt;
-}
 
 }  // namespace replay_buffer

@@ -154,6 +154,57 @@ class RegionLock {
   RegionMutex& mutex_;
 };
 
+// The fences of the sequence-word protocol, in one place. On hardware, a writer marks a slot
+// with a compare-exchange (acquire: it must not see the previous writer's payload stores before
+// its claim) followed by a release fence (the odd word must be visible before any byte of the
+// new row: on ARM, stores may otherwise be reordered ahead of it); a reader, after copying a
+// row, issues an acquire fence (its payload loads must complete before it reloads the word) and
+// reloads the word relaxed. The release fence pairs with the reader's acquire fence through the
+// payload bytes (C++ fence-fence synchronisation, [atomics.fences]): a reader that saw any byte
+// of the new row sees the odd word or a later one on its reload, and discards the copy.
+//
+// ThreadSanitizer does not model fences (g++ says so with -Wtsan). In TSan builds the same
+// orderings are expressed with operations it does model — a sequentially consistent
+// compare-exchange, and a read-don't-modify-write (fetch_add of 0) for the reader's reload, which
+// reads the latest value in the word's modification order — so TSan checks the protocol with
+// orderings at least as strong. They cost a locked instruction per row, so release builds keep
+// the fences (docs/architecture.md, "Memory orderings").
+#if defined(__SANITIZE_THREAD__)
+#define REPLAY_BUFFER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REPLAY_BUFFER_TSAN 1
+#endif
+#endif
+
+// Moves `word` from `expected` to `mine` (odd) to claim its slot; on failure `expected` holds the
+// word's value. Thread- and process-safe.
+[[nodiscard]] inline bool claim_word(std::atomic_ref<SeqWord> word, SeqWord& expected,
+                                     SeqWord mine) noexcept {
+#if defined(REPLAY_BUFFER_TSAN)
+  return word.compare_exchange_strong(expected, mine, std::memory_order_seq_cst);
+#else
+  if (!word.compare_exchange_strong(expected, mine, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+    return false;
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  return true;
+#endif
+}
+
+// After copying a row: whether `word` still holds `before`, i.e. the copy is whole. Thread- and
+// process-safe.
+[[nodiscard]] inline bool unchanged_after_copy(std::atomic_ref<SeqWord> word,
+                                               SeqWord before) noexcept {
+#if defined(REPLAY_BUFFER_TSAN)
+  return word.fetch_add(0, std::memory_order_seq_cst) == before;
+#else
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return word.load(std::memory_order_relaxed) == before;
+#endif
+}
+
 // The two copies that race by design: a reader copying a row a writer may be overwriting, and
 // that writer's copy. The sequence word check discards every copy that overlapped a write, so the
 // race never reaches a caller; it is confined to these functions, which the ThreadSanitizer

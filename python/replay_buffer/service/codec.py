@@ -58,6 +58,7 @@ class RemoteSchema:
                 f["name"]: {
                     "shape": tuple(int(d) for d in f["shape"]),
                     "dtype": np.dtype(f["dtype"]),
+                    **({"num_values": int(f["num_values"])} if "num_values" in f else {}),
                 }
                 for f in reply["fields"]
             }

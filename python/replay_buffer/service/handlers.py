@@ -123,7 +123,12 @@ class Handlers:
             "protocol": p.VERSION,
             "server": f"replay_buffer/{replay_buffer.__version__}",
             "fields": [
-                {"name": name, "dtype": spec["dtype"].name, "shape": list(spec["shape"])}
+                {
+                    "name": name,
+                    "dtype": spec["dtype"].name,
+                    "shape": list(spec["shape"]),
+                    **({"num_values": spec["num_values"]} if "num_values" in spec else {}),
+                }
                 for name, spec in self._fields
             ],
             "capacity": self.buffer.capacity(),
