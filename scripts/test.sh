@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: C++ with g++ (plain, ASan+UBSan), with clang and libc++ (plain, TSan), as if
+# Runs every test: C++ with g++ (plain, ASan+UBSan, TSan) and with clang and libc++; as if
 # on a non-Linux POSIX system, and cross-built for aarch64 under qemu; a project that consumes the
 # installed library; the portability check; and Python. Warnings are errors in the C++ builds.
 # Installs what it needs first: Debian packages (when root, or with sudo) and Python packages into
@@ -93,10 +93,11 @@ if ((!quick)); then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     cpp_tests asan-ubsan -DCMAKE_BUILD_TYPE=Debug -DREPLAY_BUFFER_SANITIZE=address,undefined \
     -DREPLAY_BUFFER_WERROR=ON
-  # ThreadSanitizer with clang: it finds what g++'s finds (neither models atomic_thread_fence),
-  # in half the time, and runs libc++'s threads and atomics too.
-  cpp_tests tsan-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPLAY_BUFFER_SANITIZE=thread \
-    -DREPLAY_BUFFER_WERROR=ON "${libcxx[@]}" -DGTest_DIR="$gtest_libcxx"
+  # ThreadSanitizer with g++: clang's finds nothing more (neither models atomic_thread_fence), and
+  # only g++ says where a fence hides an ordering from it (-Wtsan). writers.cpp still has two such
+  # fences; once they are gone, drop -Wno-error=tsan so that a new one fails here.
+  cpp_tests tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPLAY_BUFFER_SANITIZE=thread \
+    -DREPLAY_BUFFER_WERROR=ON -DCMAKE_CXX_FLAGS=-Wno-error=tsan
 
   step "C++ tests: aarch64 cross build under qemu"
   bash scripts/cross_aarch64.sh
