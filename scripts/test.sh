@@ -104,7 +104,7 @@ if ((!quick)); then
 fi
 
 step "Python tests"
-.venv/bin/python -m pytest -q python/tests
+.venv/bin/python -m pytest -q -rs python/tests   # -rs: list what was skipped, and why
 
 step "lint"
 .venv/bin/ruff check python benchmarks examples
