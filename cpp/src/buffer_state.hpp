@@ -23,6 +23,7 @@ struct Buffer::State {
   RegionHeader* header;
   Counters* counters;
   RegionStats stats;
+  bool prioritized;
   // Moved by Buffer::cancel_waits: calls of this process waiting for the rate limiter then end.
   std::atomic<std::uint64_t> cancels{0};
 
@@ -35,7 +36,8 @@ struct Buffer::State {
         selector(make(layout, region, params)),
         header(reinterpret_cast<RegionHeader*>(region.data())),
         counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)),
-        stats(region.data() + layout.stats_offset, layout.capacity) {}
+        stats(region.data() + layout.stats_offset, layout.capacity),
+        prioritized(is_prioritized(strategy())) {}
 
   [[nodiscard]] Strategy strategy() const noexcept {
     return static_cast<Strategy>(header->strategy);
@@ -74,7 +76,7 @@ void retire_dead_slots(Locked& locked, const Ring& ring) {
     const sync::SeqWord word = ring.word(slot).load(std::memory_order_acquire);
     if (sync::is_writing(word) && word != sync::kAbandoned) continue;  // a writer will publish it
     const std::uint64_t near = live.end == 0 ? slot : newest_key_of(slot, live, ring.capacity());
-    const std::int64_t key = sync::is_writing(word) ? -1 : ring.key_in(word, slot, near);
+    const std::int64_t key = sync::is_writing(word) ? -1 : ring.key_in(word, ring.locate(near));
     if (key < 0 || static_cast<std::uint64_t>(key) < live.base) locked.retire(slot);
   }
 }

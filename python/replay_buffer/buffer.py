@@ -47,6 +47,8 @@ class ReplayBuffer(_core.Buffer):
     - ``columns() -> dict``: read-only zero-copy views of the stored rows, in slot order.
     - ``fields``: ``{name: {"shape": tuple, "dtype": numpy.dtype}}``.
     - ``priorities(indices) -> ndarray``: the stored priority of each key (NaN once overwritten).
+    - ``priority_mass() -> (total, min_positive)``: the sum of the stored priorities and the
+      smallest positive one, read together (``"prioritized"`` only; for sharded sampling).
     - ``check_consistency() -> dict``: checks every invariant (see docs/shared_memory.md).
 
     Shared between processes (see docs/shared_memory.md)::

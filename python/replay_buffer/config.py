@@ -12,7 +12,7 @@ import dataclasses
 import math
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -196,40 +196,28 @@ class BufferConfig:
     def core_options(self) -> dict[str, Any]:
         """Return every option as the C++ core takes them (the binding's one options dict).
 
-        The rate-limit options are resolved to numbers: no ratio is 0, the default
-        ``error_buffer`` is computed, and waiting for ever is a timeout of -1.
+        The fields as declared, with the rate-limit ones resolved to numbers: no ratio is 0, the
+        default ``error_buffer`` is computed, and waiting for ever is a timeout of -1.
         """
         min_size, ratio, error_buffer, timeout = self.rate_limit()
-        return {
-            "capacity": self.capacity,
-            "strategy": self.strategy,
-            "seed": self.seed,
-            "alpha": float(self.alpha),
-            "beta": float(self.beta),
-            "eps": float(self.eps),
+        resolved = {
             "min_size_to_sample": min_size,
             "samples_per_insert": ratio,
             "error_buffer": error_buffer,
             "rate_limit_timeout": timeout,
         }
+        return {f.name: resolved.get(f.name, getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_core_options(cls, options: Mapping[str, Any]) -> BufferConfig:
         """Rebuild a config from :meth:`core_options`' form, as a buffer's ``options`` gives it."""
-        ratio = float(options["samples_per_insert"])
-        timeout = float(options["rate_limit_timeout"])
-        return cls(
-            capacity=int(options["capacity"]),
-            strategy=str(options["strategy"]),
-            alpha=float(options["alpha"]),
-            beta=float(options["beta"]),
-            eps=float(options["eps"]),
-            seed=int(options["seed"]),
-            min_size_to_sample=int(options["min_size_to_sample"]),
-            samples_per_insert=ratio if ratio > 0 else None,
-            error_buffer=float(options["error_buffer"]) if ratio > 0 else None,
-            rate_limit_timeout=timeout if timeout >= 0 else None,
-        )
+        values = {f.name: options[f.name] for f in fields(cls)}
+        ratio = float(values["samples_per_insert"])
+        timeout = float(values["rate_limit_timeout"])
+        values["samples_per_insert"] = ratio if ratio > 0 else None
+        values["error_buffer"] = float(values["error_buffer"]) if ratio > 0 else None
+        values["rate_limit_timeout"] = timeout if timeout >= 0 else None
+        return cls(**values)
 
     def rate_limit(self) -> tuple[int, float, float, float]:
         """Return the limits as the core takes them: (min size, ratio, error buffer, timeout)."""

@@ -199,6 +199,10 @@ PYBIND11_MODULE(_core, m) {
            "Set the priorities of sampled transitions by key: from TD errors, (|td| + eps)^alpha, "
            "or from priorities=, (p + eps)^alpha. Keys of transitions overwritten since are "
            "ignored; returns how many were applied. A key listed twice takes its last value.")
+      .def("priority_mass", &PyBuffer::priority_mass,
+           "(total, min_positive): the sum of the stored priorities and the smallest positive "
+           "one (inf when none), read together; P(i) = p_i / total. 'prioritized' only "
+           "(ValueError otherwise).")
       .def("priorities", &PyBuffer::priorities, py::arg("indices"),
            "The stored priority of each key (float64): (|td| + eps)^alpha for 'prioritized', "
            "|td| + eps for 'rank'; NaN for keys whose transition was overwritten since.")

@@ -447,6 +447,16 @@ py::array PyBuffer::priorities(const py::handle& indices) {
   return out;
 }
 
+py::tuple PyBuffer::priority_mass() {
+  const std::shared_ptr<Buffer> held = hold();
+  PriorityMass mass{};
+  {
+    py::gil_scoped_release release;
+    mass = held->priority_mass();
+  }
+  return py::make_tuple(mass.total, mass.min_positive);
+}
+
 py::dict PyBuffer::check_consistency() {
   const std::shared_ptr<Buffer> held = hold();
   ConsistencyReport report;

@@ -55,6 +55,7 @@ class PyBuffer {
   py::dict columns() const;
   py::dict fields() const;
   py::array priorities(const py::handle& indices);
+  py::tuple priority_mass();
   py::dict check_consistency();
   // Buffer::stats as JSON-ready values (NaN as None).
   py::dict stats();

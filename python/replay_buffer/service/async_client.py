@@ -62,15 +62,26 @@ class AsyncClient(codec.HandshakeView):
         return await self._request(p.MsgType.ADD_BATCH, codec.add_batch(self.schema, arrays, named))
 
     async def sample(
-        self, batch_size: int, beta: float | None = None, *, fields: list[str] | None = None
+        self,
+        batch_size: int,
+        beta: float | None = None,
+        *,
+        fields: list[str] | None = None,
+        with_priorities: bool = False,
     ) -> dict[str, np.ndarray]:
         """Sample ``batch_size`` transitions: one array per field, ``indices`` (and ``weights``).
 
         ``beta`` is passed on for prioritized strategies; ``fields`` limits the reply to some
-        fields.
+        fields; ``with_priorities`` adds each row's stored priority, as the sync client's.
         """
-        request = codec.sample(self.schema, batch_size, beta, fields)
+        request = codec.sample(self.schema, batch_size, beta, fields, with_priorities)
         return await self._request(p.MsgType.SAMPLE, [request])
+
+    async def priority_mass(self) -> tuple[int, int, float, float]:
+        """Return ``(size, next_key, total_priority, min_priority)``, as the sync client's."""
+        if "priority_mass" not in self.schema.info.get("features", ()):
+            raise ValueError("this server does not offer priority_mass (an older version)")
+        return await self._request(p.MsgType.PRIORITY_MASS, [])  # type: ignore[no-any-return]
 
     async def sample_into(
         self, out: dict[str, np.ndarray], beta: float | None = None

@@ -96,6 +96,11 @@ class Client(codec.HandshakeView):
             self._closed = True
             raise
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed: by :meth:`close`, or broken (lost, timed out)."""
+        return self._closed
+
     # what the server told us
 
     def capacity(self) -> int:
@@ -122,14 +127,17 @@ class Client(codec.HandshakeView):
         beta: float | None = None,
         *,
         fields: list[str] | None = None,
+        with_priorities: bool = False,
         wait: bool = True,
     ) -> Any:
         """Sample ``batch_size`` transitions: one array per field, ``indices`` (and ``weights``).
 
         ``beta`` is passed on for prioritized strategies. ``fields`` limits the reply to some
-        fields, to save bandwidth. With ``wait=False`` return a :class:`Pending`.
+        fields, to save bandwidth. ``with_priorities`` adds ``priorities``, each row's stored
+        priority (float64; 1 on a uniform buffer), from which a caller sampling several buffers
+        computes weights from global figures. With ``wait=False`` return a :class:`Pending`.
         """
-        request = codec.sample(self.schema, batch_size, beta, fields)
+        request = codec.sample(self.schema, batch_size, beta, fields, with_priorities)
         return self._call(p.MsgType.SAMPLE, [request], wait)
 
     def sample_into(self, out: dict[str, np.ndarray], beta: float | None = None) -> dict:
@@ -172,6 +180,17 @@ class Client(codec.HandshakeView):
     def next_key(self) -> int:
         """Return the key the next added transition will get."""
         return int(self._call(p.MsgType.SIZE, [], True)[1])
+
+    def priority_mass(self, *, wait: bool = True) -> Any:
+        """Return ``(size, next_key, total_priority, min_priority)`` read on the server.
+
+        ``total_priority`` is the sum of the stored priorities (the size for a uniform buffer),
+        ``min_priority`` the smallest positive one (1 for uniform; inf when there is none).
+        ``ValueError`` for a rank-based buffer, and from a server too old to offer it.
+        """
+        if "priority_mass" not in self.schema.info.get("features", ()):
+            raise ValueError("this server does not offer priority_mass (an older version)")
+        return self._call(p.MsgType.PRIORITY_MASS, [], wait)
 
     def clear(self) -> None:
         """Forget every transition (the server waits for running adds first)."""

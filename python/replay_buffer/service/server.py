@@ -231,7 +231,7 @@ class ReplayServer:
         A worker thread costs 100-250 µs a request in handoffs; for large copies that is noise,
         and the copy then overlaps with the event loop serving others.
         """
-        if msg_type == p.MsgType.SIZE:
+        if msg_type in (p.MsgType.SIZE, p.MsgType.PRIORITY_MASS):
             return True
         if msg_type == p.MsgType.SAMPLE:
             if self._samples_may_wait:

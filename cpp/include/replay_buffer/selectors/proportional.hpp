@@ -50,6 +50,9 @@ class ProportionalSelector {
     void retire(std::size_t slot) { state_.tree().set(slot, 0.0); }
     void clear() { state_.tree().reset(); }
     [[nodiscard]] double get(std::size_t slot) const { return state_.tree().get(slot); }
+    // Sum of the stored priorities, and the smallest positive one (+inf when none). O(1).
+    [[nodiscard]] double total() const noexcept { return state_.tree().total(); }
+    [[nodiscard]] double min_positive() const noexcept { return state_.tree().min_positive(); }
     // The trees, for their roots (Buffer::stats). O(1).
     [[nodiscard]] const SumTree& tree() const noexcept { return state_.tree(); }
     [[nodiscard]] std::string check() const;
