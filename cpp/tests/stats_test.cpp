@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "replay_buffer/buffer.hpp"
@@ -186,6 +187,31 @@ TEST(Stats, PriorityDistribution) {
   EXPECT_EQ(bucket(1), 3u);   // 2
   EXPECT_EQ(bucket(2), 1u);   // 4
   EXPECT_EQ(bucket(6), 1u);   // 100 in [64, 128)
+}
+
+TEST(Stats, ThreadsCountedInTheirStripesAddUp) {
+  Buffer buffer(schema(), {.capacity = 256, .seed = 4});
+  add_ids(buffer, 256);
+  constexpr int kThreads = 20;  // more than the stripes: some threads share one
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&buffer] {
+      for (int i = 0; i < 200; ++i) {
+        const std::int64_t id = i;
+        const std::array<FieldBytes, 1> row{bytes_of(id)};
+        (void)buffer.add(row);
+        sample(buffer, 8);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  const BufferStats stats = buffer.stats();
+  EXPECT_EQ(stats.insert_calls, 1u + kThreads * 200u);
+  EXPECT_EQ(stats.inserted, 256u + kThreads * 200u);
+  EXPECT_EQ(stats.sample_calls, kThreads * 200u);
+  EXPECT_EQ(stats.sampled, kThreads * 200u * 8u);
+  EXPECT_GT(sum(stats.age_buckets), 0u);
+  EXPECT_LE(sum(stats.age_buckets), stats.sampled);
 }
 
 TEST(Stats, EveryAttachedProcessSeesTheSameFigures) {
