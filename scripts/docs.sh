@@ -58,5 +58,6 @@ if [[ -n ${errors//$'\n'/} ]]; then
 fi
 echo "C++ API: $(grep 'is not documented' "$warnings" | sort -u | wc -l) undocumented names outside PUBLIC_HEADERS (listed in $warnings)"
 
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+# Not --quiet: with it, mkdocs 1.6 drops the warnings before --strict counts them.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 echo "site built: $PWD/site/index.html"
