@@ -663,7 +663,8 @@ def test_shared_memory_name_lets_local_processes_attach():
 def test_the_documented_config_file_is_valid():
     doc = (Path(__file__).parents[2] / "docs" / "service.md").read_text()
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    example = example.replace("# shm_name = ", "shm_name = ")  # the optional line, switched on
     config = from_dict(tomllib.loads(example))
     assert config.buffer["strategy"] == "prioritized" and config.fields["obs"]["dtype"] == "uint8"
     assert config.listen[1] == "tcp://127.0.0.1:7777" and config.limits.max_in_flight == 16
-    assert config.shm_name == "replay" and "shm_name" not in config.buffer
+    assert config.shm_name == "learner0" and "shm_name" not in config.buffer
