@@ -146,7 +146,8 @@ def measure(
 
 
 def actor_process(
-    description: dict[str, Any], first: int, actors: int, counting: Any, stop: Any, queue: Any
+    description: dict[str, Any], first: int, actors: int, counting: Any, stop: Any, queue: Any,
+    ready: Any,
 ) -> None:
     """``actors`` actor tasks (threads) adding episodes of 32 until ``stop`` is set.
 
@@ -162,9 +163,11 @@ def actor_process(
             if counting.is_set():
                 counts[slot] += 32
 
+    buffer.add_batch(**chunk(32, np.random.default_rng(first)), route_key=first)  # connected
     threads = [threading.Thread(target=act, args=(slot,)) for slot in range(actors)]
     for thread in threads:
         thread.start()
+    ready.put(first)
     for thread in threads:
         thread.join()
     queue.put(sum(counts))
@@ -174,13 +177,13 @@ def actor_process(
 def many_actors(urls: list[str], args: Any, shm: bool) -> dict[str, float]:
     """``args.actors`` actor tasks in ``args.writers`` processes, and one learner, at once."""
     ctx = multiprocessing.get_context("spawn")
-    counting, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
+    counting, stop, queue, ready = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Queue()
     per = -(-args.actors // args.writers)
     procs = [
         ctx.Process(
             target=actor_process,
             args=(describe(urls, "route", shm), w * per, min(per, args.actors - w * per),
-                  counting, stop, queue),
+                  counting, stop, queue, ready),
         )  # fmt: skip
         for w in range(args.writers)
     ]
@@ -188,9 +191,9 @@ def many_actors(urls: list[str], args: Any, shm: bool) -> dict[str, float]:
         proc.start()
     learner = ShardedReplayBuffer.from_description(describe(urls, "route", shm))
     rng = np.random.default_rng(1)
-    while learner.size() < 256:
-        time.sleep(0.05)
-    time.sleep(1.0)  # every process started and writing
+    for _ in procs:
+        ready.get(timeout=120)  # every actor process started and writing
+    time.sleep(0.5)
 
     def step() -> None:
         batch = learner.sample(256)

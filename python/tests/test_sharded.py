@@ -526,3 +526,35 @@ def test_a_killed_shard_process_is_dead_and_its_region_removed(shards):
             _core.shm_unlink(name)
         except FileNotFoundError:
             pass
+
+
+def test_a_shard_whose_region_does_not_fit_falls_back_to_private_memory(monkeypatch):
+    pytest.importorskip("ray")
+    from replay_buffer.errors import CapacityError
+    from replay_buffer.ray import shard as shard_module
+
+    def no_room(*args, shm_name=None, **kwargs):
+        if shm_name is not None:  # what /dev/shm too small for the region raises
+            raise CapacityError(f"{shm_name} does not fit in /dev/shm")
+        return ReplayBuffer(*args, **kwargs)
+
+    monkeypatch.setattr(shard_module, "ReplayBuffer", no_room)
+    config = {"capacity": 8, "strategy": "uniform"}
+    name = SHM_PREFIX + uuid.uuid4().hex[:10]
+    server = shard_module.ShardServer(
+        0, config, {"id": {"shape": [], "dtype": "int64"}}, TOKEN, host="127.0.0.1",
+        shm_name=name,
+    )  # fmt: skip
+    try:
+        described = server.describe()
+        assert described["shm"] is None and "does not fit" in described["shm_error"]
+        sharded = ShardedReplayBuffer.from_description({
+            "shards": [described], "token": TOKEN, "strategy": "uniform", "beta": 0.4,
+            "writer_policy": "local", "timeout": 20.0,
+        })  # fmt: skip
+        assert sharded.transport(0) == "socket"  # on this host, but there is no region
+        sharded.add(id=3)
+        assert server.buffer.size() == 1
+        sharded.close()
+    finally:
+        server.stop()

@@ -71,7 +71,8 @@ class ShardServer:
             self.buffer, [f"tcp://{host_part}:0"], token=token.encode(), status_interval=0
         )
         self.url = self._run(self.server.start())[0]
-        self.node_id = ray.get_runtime_context().get_node_id()
+        # None outside a Ray job (a shard server run by hand, or in tests): no node to report
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
