@@ -59,8 +59,8 @@ class ShardedReplayBuffer:
     shard (:mod:`replay_buffer.ray.keys`).
 
     The object pickles as its description (addresses, token, policy), never its data: pass it to
-    Ray tasks and actors, and it reconnects there. Thread-safe: calls from several threads share
-    one connection per shard.
+    Ray tasks and actors, and it reconnects there (attaching the shards of its node). Thread-safe:
+    calls from several threads share one link per shard (a connection, or an attached region).
     """
 
     def __init__(
@@ -589,8 +589,11 @@ class ShardedReplayBuffer:
             "size": sum(s["size"] for s in per_shard.values()),
             "capacity": sum(s["capacity"] for s in per_shard.values()),
             "per_shard": per_shard,
-            "transports": {shard: self._clients[shard].transport for shard in per_shard
-                           if shard in self._clients},  # fmt: skip
+            "transports": {
+                shard: link.transport
+                for shard in per_shard
+                if (link := self._clients.get(shard)) is not None
+            },
         }
 
     # life
