@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: C++ with g++ (plain, ASan+UBSan, TSan) and with clang and libc++; as if
 # on a non-Linux POSIX system, and cross-built for aarch64 under qemu; a project that consumes the
-# installed library; the portability check; and Python. Warnings are errors in the C++ builds.
+# installed library; the portability check; the documentation site; and Python. Warnings are
+# errors in the C++ builds.
 # Installs what it needs first: Debian packages (when root, or with sudo) and Python packages into
 # .venv. Usage: bash scripts/test.sh [--quick]   (--quick: g++, the consumer, the portability
-# check and Python only)
+# check and Python only; no sanitizers, clang, aarch64 or documentation site)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,6 +103,10 @@ if ((!quick)); then
 
   step "C++ tests: aarch64 cross build under qemu"
   bash scripts/cross_aarch64.sh
+
+  # The documentation site, warnings as errors (broken links, docstrings, Doxygen; see the script).
+  step "documentation site (scripts/docs.sh)"
+  bash scripts/docs.sh
 fi
 
 step "Python tests"

@@ -25,25 +25,26 @@
 
 namespace replay_buffer {
 
+// How a Buffer is made: its capacity, seed, sampling strategy and rate limit.
 struct BufferOptions {
-  std::size_t capacity = 0;
+  std::size_t capacity = 0;  // slots, fixed for the buffer's life; at least 1
   // Seeds sampling: the n-th sample call on a buffer with this seed draws the same slots every
   // time, whichever thread makes it (so one thread sampling alone gets the same batches).
   std::uint64_t seed = 0;
-  Strategy strategy = Strategy::kUniform;
+  Strategy strategy = Strategy::kUniform;  // how samples are drawn (strategy.hpp)
   // Prioritized strategies only. alpha: how much priorities count (0 = uniform), fixed for the
   // buffer's life. beta: the importance-weight exponent, changeable at any time. eps: added to
   // every |TD error| so no transition's priority is 0.
   double alpha = 0.6;
-  double beta = 0.4;
-  double eps = 1e-6;
+  double beta = 0.4;  // see alpha
+  double eps = 1e-6;  // see alpha
   // When adds and samples wait for each other (rate_limiter.hpp); off by default.
   RateLimit rate_limit{};
 };
 
 // A buffer in a named shared-memory region (region.hpp has the naming rules).
 struct SharedMemory {
-  std::string name;
+  std::string name;  // the region's name, without a leading slash
   // Permissions of the shared-memory object; owner-only by default. 0660 shares it with the
   // owner's group.
   std::uint32_t mode = 0600;
@@ -54,19 +55,18 @@ struct SharedMemory {
 
 // What a shared buffer's header and counters say, read without joining it as a writer.
 struct SharedBufferInfo {
-  std::string name;
-  std::size_t bytes = 0;
-  std::uint32_t mode = 0;
-  std::uint32_t owner_uid = 0;
-  RegionDescription description;
-  double beta = 0.0;
-  std::uint64_t next_key = 0;
-  std::size_t size = 0;
-  process::Liveness creator = process::Liveness::kUnknown;
-  WriterRegistry::Census writers;
+  std::string name;                  // the region's name
+  std::size_t bytes = 0;             // the region's size
+  std::uint32_t mode = 0;            // its permission bits
+  std::uint32_t owner_uid = 0;       // the user that owns it
+  RegionDescription description;     // schema, capacity, strategy and creator, from the header
+  double beta = 0.0;                 // the importance-weight exponent now
+  std::uint64_t next_key = 0;        // keys handed out so far
+  std::size_t size = 0;              // transitions held
+  process::Liveness creator = process::Liveness::kUnknown;  // whether its creator still runs
+  WriterRegistry::Census writers;    // registered writer processes, alive and dead
 };
 
-// What check_consistency found: how many slots are in which state.
 // What a proportional buffer's probabilities are made of: P(i) = p_i / total, and the smallest
 // probability is min_positive / total (see Buffer::priority_mass).
 struct PriorityMass {
@@ -74,6 +74,7 @@ struct PriorityMass {
   double min_positive;  // smallest stored priority > 0; +infinity when every one is 0
 };
 
+// What check_consistency found: how many slots are in which state.
 struct ConsistencyReport {
   std::size_t readable = 0;       // published rows
   std::size_t being_written = 0;  // held by a live writer
@@ -83,9 +84,13 @@ struct ConsistencyReport {
   // Since the region was made: slots taken over from writers that died mid-write, and priority
   // lock acquisitions that found the holder dead and rebuilt the trees.
   std::uint64_t takeovers = 0;
-  std::uint64_t repairs = 0;
+  std::uint64_t repairs = 0;  // see takeovers
 };
 
+// A replay buffer over any Schema: adds, samples, priorities, in private or shared memory. It
+// moves bytes (rows in the fields' dtypes); ReplayBuffer<Obs, Act> is the typed front over it.
+// Every method may be called from any number of threads and processes at once unless its
+// comment says otherwise.
 class Buffer {
  public:
   // A buffer in this process's private memory. Throws std::invalid_argument for a bad schema and
@@ -119,15 +124,21 @@ class Buffer {
   // Moving hands over the whole state at once (the writer claim is released before the region it
   // lives in is unmapped, whichever buffer goes first).
   Buffer(Buffer&&) noexcept;
+  // See the move constructor. Not thread-safe (this buffer is replaced).
   Buffer& operator=(Buffer&&) noexcept;
   ~Buffer();
 
   // Immutable after construction: all of these are thread-safe.
   [[nodiscard]] const Schema& schema() const noexcept;
+  // Slots. O(1).
   [[nodiscard]] std::size_t capacity() const noexcept;
+  // The sampling seed. O(1).
   [[nodiscard]] std::uint64_t seed() const noexcept;
+  // The sampling strategy. O(1).
   [[nodiscard]] Strategy strategy() const noexcept;
+  // The priority exponent (prioritized strategies). O(1).
   [[nodiscard]] double alpha() const noexcept;
+  // Added to every |TD error| (prioritized strategies). O(1).
   [[nodiscard]] double eps() const noexcept;
   // Every option the buffer was made with (beta as it is now). Thread-safe.
   [[nodiscard]] BufferOptions options() const noexcept;
@@ -147,6 +158,7 @@ class Buffer {
 
   // Transitions held: adds begun since the last clear, at most capacity. Thread-safe, O(1).
   [[nodiscard]] std::size_t size() const noexcept;
+  // Whether size() == capacity(). Thread-safe, O(1).
   [[nodiscard]] bool is_full() const noexcept { return size() == capacity(); }
   // Keys handed out since the buffer was made (the next add gets this key). Thread-safe.
   [[nodiscard]] std::uint64_t next_key() const noexcept;

@@ -25,8 +25,10 @@ enum class DType : std::uint8_t {
   kFloat64 = 11,
 };
 
+// How many DType values there are: codes 0 to kDTypeCount - 1 are valid.
 inline constexpr std::uint8_t kDTypeCount = 12;
 
+// Bytes of one element of `t` (0 for an invalid code). Thread-safe (pure); O(1).
 [[nodiscard]] constexpr std::size_t dtype_size(DType t) noexcept {
   switch (t) {
     case DType::kBool:
@@ -80,6 +82,7 @@ inline constexpr std::uint8_t kDTypeCount = 12;
   return "invalid";
 }
 
+// The DType whose NumPy name is `name` ("float32"), or nullopt. Thread-safe (pure); O(types).
 [[nodiscard]] constexpr std::optional<DType> dtype_from_name(std::string_view name) noexcept {
   for (std::uint8_t i = 0; i < kDTypeCount; ++i) {
     const auto t = static_cast<DType>(i);
@@ -88,6 +91,7 @@ inline constexpr std::uint8_t kDTypeCount = 12;
   return std::nullopt;
 }
 
+// Whether `raw` (a code read from a region or the wire) is a DType. Thread-safe (pure); O(1).
 [[nodiscard]] constexpr bool is_valid_dtype(std::uint8_t raw) noexcept { return raw < kDTypeCount; }
 
 // The DType of an arithmetic C++ type, for the typed front (ReplayBuffer<Obs, Act>).

@@ -36,10 +36,13 @@ class CapacityError : public std::length_error {
 // cases apart.
 class SharedMemoryError : public std::runtime_error {
  public:
+  // `error` is the failed call's errno, `name` the region's name, `what` the message.
   SharedMemoryError(int error, std::string name, const std::string& what)
       : std::runtime_error(what), error_(error), name_(std::move(name)) {}
 
+  // The errno of the failed call. Thread-safe; O(1).
   [[nodiscard]] int error() const noexcept { return error_; }
+  // The region's name. Thread-safe; O(1).
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
 
  private:

@@ -46,7 +46,7 @@ enum class Liveness : std::uint8_t {
   kUnknown,  // in another pid namespace: cannot be judged from here; callers treat it as alive
 };
 
-// Whether the process `who` still runs: kill(pid, 0), then on Linux /proc/<pid>/stat for the
+// Whether the process `who` still runs: kill(pid, 0), then on Linux /proc/PID/stat for the
 // zombie state and the start time. Thread-safe; a few system calls, so only for slow paths.
 [[nodiscard]] Liveness liveness(const Identity& who) noexcept;
 

@@ -24,6 +24,7 @@
 
 namespace replay_buffer {
 
+// The limits of one buffer (see the file comment for the rule); a plain value, copied freely.
 struct RateLimit {
   // Samples wait until the buffer holds this many transitions; 0 never waits (and sampling an
   // empty buffer raises at once).
@@ -35,7 +36,9 @@ struct RateLimit {
   // How long a held-back call waits before it fails; negative waits for ever.
   double timeout_seconds = 60.0;
 
+  // Whether a samples-per-insert ratio is enforced. Thread-safe (const); O(1).
   [[nodiscard]] bool limits_ratio() const noexcept { return samples_per_insert > 0.0; }
+  // Whether any call can be held back at all. Thread-safe (const); O(1).
   [[nodiscard]] bool enabled() const noexcept { return min_size_to_sample > 0 || limits_ratio(); }
 
   // Throws std::invalid_argument for a negative or non-finite ratio, a ratio without room for one
@@ -60,6 +63,7 @@ struct RateLimit {
     if (std::isnan(timeout_seconds)) throw std::invalid_argument("timeout must not be NaN");
   }
 
+  // Whether an insert of `count` may proceed now, given the counters. Thread-safe (const); O(1).
   [[nodiscard]] bool can_insert(std::uint64_t inserts, std::uint64_t samples,
                                 std::size_t count) const noexcept {
     if (!limits_ratio() || inserts + count <= min_size_to_sample) return true;
@@ -68,6 +72,8 @@ struct RateLimit {
     return diff <= offset() + error_buffer;
   }
 
+  // Whether a sample of `count` may proceed from a buffer holding `size`, given the counters.
+  // Thread-safe (const); O(1).
   [[nodiscard]] bool can_sample(std::size_t size, std::uint64_t inserts, std::uint64_t samples,
                                 std::size_t count) const noexcept {
     if (size < min_size_to_sample || size == 0) return false;

@@ -6,7 +6,7 @@
 //
 // Shared regions have names: up to kMaxSharedNameLength characters from [A-Za-z0-9._-], not
 // starting with '.'. The POSIX name is "/" + name; on Linux the object shows up as
-// /dev/shm/<name>.
+// /dev/shm/NAME.
 #pragma once
 
 #include <cstddef>

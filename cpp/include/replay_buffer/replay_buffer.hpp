@@ -21,25 +21,27 @@
 
 namespace replay_buffer {
 
+// The specification's name for Strategy.
 using SamplingStrategy = Strategy;
 
 // The specification's configuration; alpha, beta and eps matter to prioritized strategies only.
 struct BufferConfig {
-  std::size_t capacity = 0;
-  SamplingStrategy strategy = SamplingStrategy::kUniform;
+  std::size_t capacity = 0;                                // slots; at least 1
+  SamplingStrategy strategy = SamplingStrategy::kUniform;  // how samples are drawn
   float alpha = 0.6f;  // priority exponent
   float beta = 0.4f;   // importance-weight exponent (Buffer::set_beta anneals it)
-  float eps = 1e-6f;
-  std::uint64_t seed = 0;
+  float eps = 1e-6f;   // added to every |TD error|
+  std::uint64_t seed = 0;  // seeds sampling (see BufferOptions::seed)
 };
 
+// One transition of the typed front, as ReplayBuffer adds and samples it.
 template <typename Observation, typename Action>
 struct Transition {
-  Observation observation;
-  Action action;
-  float reward;
-  Observation next_observation;
-  bool done;
+  Observation observation;       // the state acted in
+  Action action;                 // what was done
+  float reward;                  // what it earned
+  Observation next_observation;  // the state it led to
+  bool done;                     // whether the episode ended there
 };
 
 // How a C++ type is stored: arithmetic types and (nested) std::arrays of them keep their element
@@ -47,14 +49,17 @@ struct Transition {
 template <typename T>
 struct FieldLayout {
   static_assert(std::is_trivially_copyable_v<T>, "fields must be trivially copyable");
-  static constexpr DType dtype = DType::kUInt8;
+  static constexpr DType dtype = DType::kUInt8;  // the element type
+  // The field's shape.
   static std::vector<std::size_t> shape() { return {sizeof(T)}; }
 };
 
+// An arithmetic type: a scalar of its own dtype.
 template <typename T>
 requires std::is_arithmetic_v<T>
 struct FieldLayout<T> {
-  static constexpr DType dtype = dtype_of<T>();
+  static constexpr DType dtype = dtype_of<T>();  // the element type
+  // A scalar: no dimensions.
   static std::vector<std::size_t> shape() { return {}; }
 };
 
@@ -63,9 +68,11 @@ struct IsNumericArray : std::is_arithmetic<T> {};
 template <typename T, std::size_t N>
 struct IsNumericArray<std::array<T, N>> : IsNumericArray<T> {};
 
+// A (nested) std::array of an arithmetic type: its element's dtype, with N in front of the shape.
 template <typename T, std::size_t N>
 requires IsNumericArray<T>::value struct FieldLayout<std::array<T, N>> {
-  static constexpr DType dtype = FieldLayout<T>::dtype;
+  static constexpr DType dtype = FieldLayout<T>::dtype;  // the innermost element type
+  // N, then the element's shape.
   static std::vector<std::size_t> shape() {
     std::vector<std::size_t> dims = FieldLayout<T>::shape();
     dims.insert(dims.begin(), N);
@@ -73,14 +80,18 @@ requires IsNumericArray<T>::value struct FieldLayout<std::array<T, N>> {
   }
 };
 
+// The Field called `name` that stores a T (see FieldLayout).
 template <typename T>
 [[nodiscard]] Field field_for(std::string name) {
   return Field{std::move(name), FieldLayout<T>::dtype, FieldLayout<T>::shape()};
 }
 
+// The specification's typed buffer: Transition<Observation, Action> in, vectors of them out. A
+// front over Buffer (buffer()), with the same thread-safety: every method, any number of threads.
 template <typename Observation, typename Action>
 class ReplayBuffer {
  public:
+  // What add takes and sample returns.
   using TransitionType = Transition<Observation, Action>;
 
   // Fields: observation, action, reward (float32), next_observation, done (bool).
@@ -154,6 +165,8 @@ class ReplayBuffer {
         std::span(reinterpret_cast<const std::uint64_t*>(indices.data()), indices.size()), values,
         PriorityKind::kPriority);
   }
+  // New priorities for the keys sample wrote: `values` are priorities (kPriority, the default
+  // here) or TD errors (kTdError). Returns how many were applied. Thread-safe; O(n log capacity).
   std::size_t update_priorities(std::span<const std::uint64_t> indices,
                                 std::span<const double> values,
                                 PriorityKind kind = PriorityKind::kPriority) {
@@ -162,7 +175,9 @@ class ReplayBuffer {
 
   // Thread-safe.
   [[nodiscard]] std::size_t size() const noexcept { return buffer_.size(); }
+  // Slots. Thread-safe; O(1).
   [[nodiscard]] std::size_t capacity() const noexcept { return buffer_.capacity(); }
+  // Whether size() == capacity(). Thread-safe; O(1).
   [[nodiscard]] bool is_full() const noexcept { return buffer_.is_full(); }
 
   // The schema-based buffer underneath, for column access and batched adds.

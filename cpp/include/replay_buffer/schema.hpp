@@ -13,8 +13,11 @@
 
 namespace replay_buffer {
 
+// The longest field name, in characters.
 inline constexpr std::size_t kMaxFieldNameLength = 63;
+// The most dimensions a field's shape may have.
 inline constexpr std::size_t kMaxDims = 8;
+// The most fields a schema may have.
 inline constexpr std::size_t kMaxFields = 64;
 
 // Whether `name` may name a field: 1 to kMaxFieldNameLength characters from [A-Za-z0-9_.-].
@@ -23,13 +26,14 @@ inline constexpr std::size_t kMaxFields = 64;
 
 // One named field of a transition, e.g. {"obs", kUInt8, {84, 84, 4}}. An empty shape is a scalar.
 struct Field {
-  std::string name;
-  DType dtype = DType::kFloat32;
-  std::vector<std::size_t> shape;
+  std::string name;                // [A-Za-z0-9_.-], 1 to kMaxFieldNameLength characters
+  DType dtype = DType::kFloat32;   // the element type
+  std::vector<std::size_t> shape;  // one row's shape; empty: a scalar
   // For integer fields that hold indices (a discrete action): every value must lie in
   // [0, num_values), checked on every add. 0: any value of the dtype.
   std::uint64_t num_values = 0;
 
+  // Elements in one row: the product of the shape (1 for a scalar). Thread-safe; O(dims).
   [[nodiscard]] std::size_t elements() const noexcept;
   // Throws std::invalid_argument naming the field, the row and the value when a value of `rows`
   // (bytes of whole rows of this field) lies outside [0, num_values). O(values); nothing to do
@@ -37,10 +41,12 @@ struct Field {
   void check_values(std::span<const std::byte> rows) const {
     if (num_values != 0) check_values_slow(rows);
   }
+  // Bytes of one row. Thread-safe; O(dims).
   [[nodiscard]] std::size_t row_bytes() const noexcept { return elements() * dtype_size(dtype); }
   // "float32[84, 84, 4]" / "float32 scalar": how errors name a field's type and shape.
   [[nodiscard]] std::string describe() const;
 
+  // Same name, dtype, shape and num_values.
   friend bool operator==(const Field&, const Field&) = default;
 
  private:
@@ -55,15 +61,20 @@ class Schema {
   // dimension.
   explicit Schema(std::vector<Field> fields);
 
+  // The number of fields. Thread-safe; O(1).
   [[nodiscard]] std::size_t size() const noexcept { return fields_.size(); }
+  // Field `i`, in declaration order (i < size(), unchecked). Thread-safe; O(1).
   [[nodiscard]] const Field& operator[](std::size_t i) const noexcept { return fields_[i]; }
+  // Every field, in declaration order. Thread-safe; O(1).
   [[nodiscard]] const std::vector<Field>& fields() const noexcept { return fields_; }
+  // The position of the field called `name`, or nullopt. Thread-safe; O(fields).
   [[nodiscard]] std::optional<std::size_t> index_of(std::string_view name) const noexcept;
   // Sum of every field's row_bytes: the raw size of one transition.
   [[nodiscard]] std::size_t transition_bytes() const noexcept;
   // "obs, action, reward": for error messages.
   [[nodiscard]] std::string field_names() const;
 
+  // The same fields in the same order.
   friend bool operator==(const Schema&, const Schema&) = default;
 
  private:
