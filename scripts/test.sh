@@ -31,6 +31,9 @@ step "system packages"
 need=()
 [[ -f /usr/include/gtest/gtest.h ]] || need+=(libgtest-dev)
 [[ -f /usr/include/benchmark/benchmark.h ]] || need+=(libbenchmark-dev)
+# The dashboard's browser test (python/tests/test_dashboard.py; skipped without them).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if ((!quick)); then
   [[ -f /usr/src/googletest/CMakeLists.txt ]] || need+=(googletest)
   command -v "clang++-$clang" >/dev/null || need+=("clang-$clang")

@@ -119,7 +119,7 @@ std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   Ring& ring = state_->ring;
   // Registers this process as a writer before it claims a key.
   const sync::SeqWord mine = ring.writer_word();
-  const std::uint64_t key = ring.claim(1, rate_limit(), &state_->cancels);
+  const std::uint64_t key = claim(1);
   const SlotLap at = ring.locate(key);
   if (ring.begin_write(at, mine)) {
     if (state_->prioritized) {
@@ -135,9 +135,22 @@ std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t
   if (count == 0) throw std::invalid_argument("add_batch needs at least one row, got 0");
   check_inputs(columns, count);
   const sync::SeqWord mine = state_->ring.writer_word();
-  const std::uint64_t first_key = state_->ring.claim(count, rate_limit(), &state_->cancels);
+  const std::uint64_t first_key = claim(count);
   write_claimed(columns, first_key, count, mine);
   return first_key;
+}
+
+std::uint64_t Buffer::claim(std::size_t count) {
+  WaitTally wait;
+  try {
+    const std::uint64_t first_key =
+        state_->ring.claim(count, rate_limit(), &state_->cancels, &wait);
+    state_->stats.count_insert(wait, true);
+    return first_key;
+  } catch (...) {
+    state_->stats.count_insert(wait, false);
+    throw;
+  }
 }
 
 void Buffer::write_claimed(std::span<const FieldBytes> columns, std::uint64_t first_key,
@@ -193,6 +206,12 @@ void Buffer::admit_sample(std::size_t count) {
   }
   limit.check_sample_batch(count);
   const Ring& ring = state_->ring;
+  WaitTally wait;
+  struct Count {
+    const RegionStats& stats;
+    const WaitTally& wait;
+    ~Count() { stats.count_sample_wait(wait); }
+  } count_wait{state_->stats, wait};
   // Counted since the last clear, as the limiter's inserts are.
   const auto inserts = [&ring] {
     const LiveKeys live = ring.live_keys();
@@ -205,7 +224,7 @@ void Buffer::admit_sample(std::size_t count) {
                sampled_so_far.compare_exchange_strong(before, before + count,
                                                       std::memory_order_acq_rel);
       },
-      limit.timeout_seconds, &state_->cancels);
+      limit.timeout_seconds, &state_->cancels, &wait);
   if (!admitted) {
     throw RateLimitTimeout("a sample of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) + " s for the buffer to hold " +
@@ -281,6 +300,8 @@ void Buffer::sample_with(LockSelector&& lock_selector, std::size_t batch, CopyPl
     locked.draw(live, rng, to, r);
   };
   draw(drawn, ratios);
+  const RegionStats& stats = state_->stats;
+  StatsStripe& stripe = stats.stripe();
   constexpr std::size_t kChunk = 16;
   for (std::size_t start = 0; start < batch; start += kChunk) {
     const std::size_t end = std::min(batch, start + kChunk);
@@ -301,6 +322,7 @@ void Buffer::sample_with(LockSelector&& lock_selector, std::size_t batch, CopyPl
         draw(std::span(&drawn[row], 1), std::span(&ratios[row], 1));
       }
       if (!keys.empty()) keys[row] = actual;
+      if (stats.tracked(actual)) stats.count_tracked(stripe, actual, live.end);
     }
   }
   if (!weights.empty()) importance_weights(std::span(ratios).first(batch), beta, weights);

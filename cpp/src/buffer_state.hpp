@@ -7,6 +7,7 @@
 
 #include "replay_buffer/buffer.hpp"
 #include "replay_buffer/selectors/registry.hpp"
+#include "replay_buffer/stats.hpp"
 
 namespace replay_buffer {
 
@@ -21,6 +22,7 @@ struct Buffer::State {
   AnySelector selector;
   RegionHeader* header;
   Counters* counters;
+  RegionStats stats;
   bool prioritized;
   // Moved by Buffer::cancel_waits: calls of this process waiting for the rate limiter then end.
   std::atomic<std::uint64_t> cancels{0};
@@ -34,6 +36,7 @@ struct Buffer::State {
         selector(make(layout, region, params)),
         header(reinterpret_cast<RegionHeader*>(region.data())),
         counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)),
+        stats(region.data() + layout.stats_offset, layout.capacity),
         prioritized(is_prioritized(strategy())) {}
 
   [[nodiscard]] Strategy strategy() const noexcept {

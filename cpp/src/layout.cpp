@@ -15,6 +15,7 @@
 #include "replay_buffer/errors.hpp"
 #include "replay_buffer/process.hpp"
 #include "replay_buffer/selectors/registry.hpp"
+#include "replay_buffer/stats.hpp"
 
 namespace replay_buffer {
 namespace {
@@ -77,6 +78,8 @@ Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy stra
   end = checked_add(end, sizeof(FieldRecord) * schema.size(), capacity);
   layout.counters_offset = end;
   end = checked_add(end, sizeof(Counters), capacity);
+  layout.stats_offset = end;
+  end = checked_add(end, StatsLayout::for_capacity(capacity).bytes(), capacity);
   if (writer_slots != 0) {
     layout.writers_offset = end;
     layout.writer_slots = writer_slots;
@@ -140,6 +143,7 @@ void write_region_header(std::span<std::byte> region, const Schema& schema, cons
     record.num_values = field.num_values;
   }
   new (base + layout.counters_offset) Counters{};
+  std::memset(base + layout.stats_offset, 0, StatsLayout::for_capacity(capacity).bytes());
 }
 
 void publish_region_header(std::span<std::byte> region) noexcept {

@@ -73,7 +73,7 @@ std::uint64_t Ring::sampled_since_clear() const noexcept {
 }
 
 std::uint64_t Ring::claim(std::size_t count, const RateLimit& limit,
-                          const std::atomic<std::uint64_t>* cancels) {
+                          const std::atomic<std::uint64_t>* cancels, WaitTally* tally) {
   auto next = sync::counter_ref(counters_->next_key);
   if (!limit.limits_ratio()) return next.fetch_add(count, std::memory_order_acq_rel);
   const auto since_clear = [&](std::uint64_t key) {
@@ -89,7 +89,7 @@ std::uint64_t Ring::claim(std::size_t count, const RateLimit& limit,
         return limit.can_insert(since_clear(first), sampled_since_clear(), count) &&
                next.compare_exchange_strong(first, first + count, std::memory_order_acq_rel);
       },
-      limit.timeout_seconds, cancels);
+      limit.timeout_seconds, cancels, tally);
   if (!admitted) {
     throw RateLimitTimeout("an add of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) +

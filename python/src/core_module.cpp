@@ -267,6 +267,10 @@ PYBIND11_MODULE(_core, m) {
            "Check the buffer's invariants (sequence words, writer registry, and the priority "
            "trees against a recomputation, after repairing them if a process died holding their "
            "lock). Returns counts of slots by state; raises InvalidRegionError on a violation.")
+      .def("stats", &PyBuffer::stats,
+           "The buffer's figures, the same in every process attached to it: counts of items and "
+           "calls inserted and sampled, rate-limiter waits, sampled-item ages, how often items "
+           "are sampled, the priority distribution and the writers (docs/observability.md).")
       .def("close", &PyBuffer::close,
            "Let go of the buffer: its creator removes the shared name (unless shm_keep). Later "
            "calls raise ValueError; arrays from columns() stay valid. Idempotent.")

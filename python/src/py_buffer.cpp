@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -471,6 +472,65 @@ py::dict PyBuffer::check_consistency() {
   out["repaired"] = report.repaired;
   out["takeovers"] = report.takeovers;
   out["repairs"] = report.repairs;
+  return out;
+}
+
+py::dict PyBuffer::stats() {
+  const std::shared_ptr<Buffer> held = hold();
+  BufferStats stats;
+  {
+    py::gil_scoped_release release;
+    stats = held->stats();
+  }
+  const auto number = [](double value) -> py::object {
+    return std::isfinite(value) ? py::object(py::float_(value)) : py::object(py::none());
+  };
+  const RateLimit& limit = held->rate_limit();
+  py::dict out;
+  out["strategy"] = std::string(strategy_name(held->strategy()));
+  out["capacity"] = stats.capacity;
+  out["size"] = stats.size;
+  out["inserted"] = stats.inserted;
+  out["insert_calls"] = stats.insert_calls;
+  out["sampled"] = stats.sampled;
+  out["sample_calls"] = stats.sample_calls;
+  out["insert_waits"] = stats.insert_waits;
+  out["insert_wait_seconds"] = stats.insert_wait_seconds;
+  out["sample_waits"] = stats.sample_waits;
+  out["sample_wait_seconds"] = stats.sample_wait_seconds;
+  out["min_size_to_sample"] = limit.min_size_to_sample;
+  out["samples_per_insert"] = number(limit.limits_ratio() ? limit.samples_per_insert : NAN);
+  out["error_buffer"] = limit.error_buffer;
+  out["age_buckets"] = py::cast(std::vector<std::uint64_t>(stats.age_buckets.begin(),
+                                                           stats.age_buckets.end()));
+  out["age_sum"] = stats.age_sum;
+  out["age_p50"] = number(stats.age_p50);
+  out["age_p99"] = number(stats.age_p99);
+  out["tracking_stride"] = stats.tracking_stride;
+  out["unique_sampled"] = stats.unique_sampled;
+  out["live_sampled_fraction"] = stats.live_sampled_fraction;
+  out["live_sample_count_mean"] = stats.live_sample_count_mean;
+  out["live_sample_count_max"] = stats.live_sample_count_max;
+  if (stats.prioritized) {
+    py::dict priority;
+    priority["sum"] = number(stats.priority_sum);
+    priority["min"] = number(stats.priority_min);
+    priority["max"] = number(stats.priority_max);
+    priority["sampled_slots"] = stats.priority_sampled_slots;
+    priority["sampled_sum"] = stats.priority_sampled_sum;
+    priority["bucket_low_exponent"] = kPriorityBucketLow;
+    priority["buckets"] = py::cast(std::vector<std::uint64_t>(stats.priority_buckets.begin(),
+                                                              stats.priority_buckets.end()));
+    out["priority"] = priority;
+  } else {
+    out["priority"] = py::none();
+  }
+  out["shared"] = !held->shared_name().empty();
+  out["writers_live"] = stats.writers_live;
+  out["writers_dead"] = stats.writers_dead;
+  out["takeovers"] = stats.takeovers;
+  out["repairs"] = stats.repairs;
+  out["created_unix_ns"] = stats.created_unix_ns;
   return out;
 }
 

@@ -57,6 +57,8 @@ class PyBuffer {
   py::array priorities(const py::handle& indices);
   py::tuple priority_mass();
   py::dict check_consistency();
+  // Buffer::stats as JSON-ready values (NaN as None).
+  py::dict stats();
 
   // Removes the shared name if this buffer created it (and was not asked to keep it) and lets go
   // of the buffer; every later call raises ValueError. Idempotent.

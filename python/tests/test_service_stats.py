@@ -8,7 +8,7 @@ from service_support import ThreadedServer, frame, hello_frame, raw_connect, rea
 
 from replay_buffer.service import connect
 from replay_buffer.service import protocol as p
-from replay_buffer.service.stats import ServerStats
+from replay_buffer.service.stats import LATENCY_BOUNDS, ServerStats, bucket_quantile
 
 from conftest import cartpole, counter_transition
 
@@ -28,14 +28,18 @@ def test_stats_object_counts_per_kind_and_totals():
     now[0] = 103.0
     snapshot = stats.snapshot()
     operations = snapshot.pop("operations")
+    assert snapshot.pop("latency_bounds_s") == list(LATENCY_BOUNDS)
     assert snapshot == {
         "uptime_s": 3.0, "inserts": 11, "samples": 8, "requests": 5, "errors": 2,
         "connections": 1, "connections_total": 3, "connections_refused": 1,
         "bytes_in": 736, "bytes_out": 1094,
     }  # fmt: skip
+    latency = [0] * (len(LATENCY_BOUNDS) + 1)
+    latency[LATENCY_BOUNDS.index(0.25)] = 2  # both took 0.125 s: in (0.1, 0.25]
     assert operations["sample"] == {
         "requests": 2, "errors": {"ValueError": 1}, "rows": 8, "bytes_in": 112, "bytes_out": 960,
-        "seconds": 0.25,
+        "seconds": 0.25, "latency_buckets": latency,
+        "latency_p50_s": pytest.approx(0.175), "latency_p99_s": pytest.approx(0.2485),
     }  # fmt: skip
     assert operations["invalid"]["errors"] == {"ProtocolError": 1}
     assert list(operations) == ["add", "add_batch", "invalid", "sample"]
@@ -80,9 +84,22 @@ def test_connections_report_every_frame_into_the_stats():
     assert size == {
         "requests": 1, "errors": {}, "rows": 0, "bytes_in": p.HEADER_SIZE,
         "bytes_out": p.HEADER_SIZE + p.SIZE_REPLY.size, "seconds": size["seconds"],
+        "latency_buckets": size["latency_buckets"], "latency_p50_s": size["latency_p50_s"],
+        "latency_p99_s": size["latency_p99_s"],
     }  # fmt: skip
+    assert sum(size["latency_buckets"]) == 1
+    assert 0 < size["latency_p50_s"] <= size["latency_p99_s"]
+    assert stats["buffer"]["inserted"] == 10 and stats["buffer"]["sampled"] == 8
     assert stats["operations"]["invalid"]["errors"] == {"ProtocolError": 1}
     assert stats["operations"]["hello"]["requests"] == 3  # the refused connection's was not read
     assert stats["connections_total"] == 4 and stats["connections_refused"] == 1
     assert stats["errors"] == 2
     assert stats["requests"] == sum(op["requests"] for op in stats["operations"].values())
+
+
+def test_bucket_quantile_interpolates_inside_a_bucket():
+    bounds = (1.0, 2.0, 4.0)
+    assert bucket_quantile([0, 0, 0, 0], bounds, 0.5) is None
+    assert bucket_quantile([0, 4, 0, 0], bounds, 0.5) == 1.5
+    assert bucket_quantile([2, 0, 2, 0], bounds, 0.5) == 1.0
+    assert bucket_quantile([0, 0, 0, 3], bounds, 0.99) == 4.0  # past the bounds: the last bound

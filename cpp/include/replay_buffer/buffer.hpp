@@ -4,6 +4,7 @@
 // it, the others attach); every guarantee below holds across processes as across threads.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include "replay_buffer/region.hpp"
 #include "replay_buffer/ring.hpp"
 #include "replay_buffer/schema.hpp"
+#include "replay_buffer/stats.hpp"
 #include "replay_buffer/strategy.hpp"
 #include "replay_buffer/writers.hpp"
 
@@ -86,6 +88,53 @@ struct ConsistencyReport {
   std::uint64_t takeovers = 0;
   std::uint64_t repairs = 0;  // see takeovers
 };
+
+// A buffer's figures at one moment (docs/observability.md says what each means). Counts are
+// since the region was made, in every process attached to it.
+struct BufferStats {
+  std::size_t capacity = 0;
+  std::size_t size = 0;
+  std::uint64_t inserted = 0;      // items added (keys handed out)
+  std::uint64_t insert_calls = 0;  // add and add_batch calls
+  std::uint64_t sampled = 0;       // items sampled (rows of every batch returned)
+  std::uint64_t sample_calls = 0;  // sample calls that drew
+  std::uint64_t insert_waits = 0;  // calls the rate limiter held (timed-out ones too)
+  double insert_wait_seconds = 0.0;
+  std::uint64_t sample_waits = 0;
+  double sample_wait_seconds = 0.0;
+  // Ages in inserts of sampled items (tracked keys only, see stats.hpp): bucket b counts ages in
+  // [2^(b-1), 2^b), bucket 0 age 0.
+  std::array<std::uint64_t, kAgeBuckets> age_buckets{};
+  std::uint64_t age_sum = 0;  // of the ages counted there
+  double age_p50 = 0.0;  // NaN until a tracked item is sampled
+  double age_p99 = 0.0;
+  // The items in the buffer now, estimated from every `tracking_stride`-th key.
+  std::size_t tracking_stride = 0;
+  double unique_sampled = 0.0;         // distinct items ever sampled (estimate)
+  double live_sampled_fraction = 0.0;  // of the items held now, the share sampled at least once
+  double live_sample_count_mean = 0.0; // times each item held now was sampled, on average
+  std::uint64_t live_sample_count_max = 0;  // the most of the tracked ones (a lower bound)
+  // Prioritized buffers: exact sum, smallest positive and largest stored priority, and a
+  // histogram of at most kPrioritySampleSlots evenly spaced live slots, bucket b counting
+  // priorities in [2^(b + kPriorityBucketLow), 2^(b + kPriorityBucketLow + 1)) (the first and last
+  // also take everything below and above; priority 0 goes to the first).
+  bool prioritized = false;
+  double priority_sum = 0.0;
+  double priority_min = 0.0;
+  double priority_max = 0.0;
+  std::size_t priority_sampled_slots = 0;
+  double priority_sampled_sum = 0.0;  // of the slots in the histogram
+  std::array<std::uint64_t, 40> priority_buckets{};
+  // Shared buffers: writer entries held by live (or unknown) and by dead processes.
+  std::size_t writers_live = 0;
+  std::size_t writers_dead = 0;
+  std::uint64_t takeovers = 0;
+  std::uint64_t repairs = 0;
+  std::uint64_t created_unix_ns = 0;
+};
+
+inline constexpr int kPriorityBucketLow = -24;
+inline constexpr std::size_t kPrioritySampleSlots = 4096;
 
 // A replay buffer over any Schema: adds, samples, priorities, in private or shared memory. It
 // moves bytes (rows in the fields' dtypes); ReplayBuffer<Obs, Act> is the typed front over it.
@@ -238,6 +287,12 @@ class Buffer {
   // buffer as it was before or after. Thread- and process-safe.
   void clear();
 
+  // The buffer's figures (stats.cpp's counters folded, the priority trees' roots and a bounded
+  // sample of their leaves, the writer census). Thread- and process-safe; O(stripes + tracked
+  // words + kPrioritySampleSlots), one priority lock acquisition for prioritized buffers, and
+  // for shared buffers one liveness question to the OS per writer entry.
+  [[nodiscard]] BufferStats stats();
+
   // Checks the buffer's invariants (consistency.cpp): counters in order, every sequence word a
   // published lap no newer than the keys handed out, or the mark of a registered (or dead)
   // writer; a well-formed writer registry; and, under the priority lock (after the repair a dead
@@ -257,6 +312,8 @@ class Buffer {
 
  private:
   explicit Buffer(std::unique_ptr<State> state) noexcept;
+  // Claims `count` keys through the rate limit, counting the call and any wait in the stats.
+  std::uint64_t claim(std::size_t count);
   // Counts `count` sampled items, after the rate limit admits them.
   void admit_sample(std::size_t count);
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;

@@ -1,7 +1,8 @@
 // Where each part of a buffer lives inside its region. Offsets only, never pointers, so a region
 // means the same thing wherever it is mapped.
 //
-//   [RegionHeader][FieldRecord x field_count][Counters][WriterEntry x writer_slots]
+//   [RegionHeader][FieldRecord x field_count][Counters][stats (stats.hpp)]
+//   [WriterEntry x writer_slots]
 //   [seq words: u32 x capacity][column 0]...[the selector's part (selectors/*.hpp), if any]
 //
 // Every part starts on a 64-byte boundary (a cache line; also what SIMD loads like). Only shared
@@ -110,6 +111,7 @@ struct Layout {
   std::size_t capacity = 0;
   std::size_t fields_offset = 0;
   std::size_t counters_offset = 0;
+  std::size_t stats_offset = 0;  // follows from the capacity, so the header does not store it
   std::size_t writers_offset = 0;
   std::size_t writer_slots = 0;
   std::size_t seq_offset = 0;

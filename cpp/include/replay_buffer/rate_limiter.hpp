@@ -129,19 +129,39 @@ void set_interrupt_check(InterruptCheck check) noexcept;
 // The current interrupt check, or null. Thread-safe.
 [[nodiscard]] InterruptCheck interrupt_check() noexcept;
 
+// What the rate limiter did to one call: whether it held it back (its first attempt failed) and
+// for how long.
+struct WaitTally {
+  bool waited = false;
+  std::uint64_t nanoseconds = 0;
+};
+
 // Calls `attempt` until it returns true or `timeout_seconds` pass (negative: no deadline),
 // sleeping a little longer each time (50 us up to 1 ms): the condition changes when another
 // thread or process inserts or samples, which this one cannot be woken by across processes.
 // Returns whether `attempt` succeeded. Throws Interrupted, having changed nothing, when the
 // interrupt check asks to stop, and WaitCancelled when `cancels` (if given) moves past the value
-// it had when the wait began.
+// it had when the wait began. Fills `tally` (if given) however the call ends, once the first
+// attempt has failed.
 template <typename Attempt>
 [[nodiscard]] bool retry_until(Attempt&& attempt, double timeout_seconds,
-                               const std::atomic<std::uint64_t>* cancels = nullptr) {
+                               const std::atomic<std::uint64_t>* cancels = nullptr,
+                               WaitTally* tally = nullptr) {
   using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
   const std::uint64_t cancels_at_start =
       cancels != nullptr ? cancels->load(std::memory_order_acquire) : 0;
+  if (attempt()) return true;  // not held: no clock read
+  const auto start = Clock::now();
+  struct Record {
+    WaitTally* tally;
+    Clock::time_point start;
+    ~Record() {
+      if (tally == nullptr) return;
+      tally->waited = true;
+      tally->nanoseconds = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    }
+  } record{tally, start};
   auto next_check = start + std::chrono::milliseconds(20);
   auto pause = std::chrono::microseconds(50);
   for (;;) {

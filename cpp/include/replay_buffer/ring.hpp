@@ -85,10 +85,11 @@ class Ring {
   // Hands out `count` consecutive keys and returns the first, after `limit` admits them (waiting
   // as it says, with inserts and samples counted since the last clear). Throws RateLimitTimeout
   // after the limit's timeout, WaitCancelled when `cancels` moves, and std::invalid_argument for
-  // a batch the limit could never admit. Thread- and process-safe; lock-free without a ratio
-  // limit.
+  // a batch the limit could never admit. Records in `tally` (if given) whether and how long the
+  // limit held it. Thread- and process-safe; lock-free without a ratio limit.
   [[nodiscard]] std::uint64_t claim(std::size_t count, const RateLimit& limit,
-                                    const std::atomic<std::uint64_t>* cancels = nullptr);
+                                    const std::atomic<std::uint64_t>* cancels = nullptr,
+                                    WaitTally* tally = nullptr);
   // Items sampled since the last clear (what the rate limiter compares). Thread-safe.
   [[nodiscard]] std::uint64_t sampled_since_clear() const noexcept;
 

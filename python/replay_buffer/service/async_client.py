@@ -126,7 +126,11 @@ class AsyncClient(codec.HandshakeView):
         return await self._request(p.MsgType.INFO, [])
 
     async def stats(self) -> dict[str, Any]:
-        """Return the server's counters: inserts, samples, requests, errors, connections."""
+        """Return the server's counters and, under ``"buffer"``, the buffer's own figures.
+
+        The server's: requests, errors, latency per operation, connections
+        (docs/observability.md lists every figure).
+        """
         return await self._request(p.MsgType.STATS, [])
 
     async def close(self) -> None:

@@ -201,7 +201,11 @@ class Client(codec.HandshakeView):
         return self._call(p.MsgType.INFO, [], True)
 
     def stats(self) -> dict[str, Any]:
-        """Return the server's counters: inserts, samples, requests, errors, connections."""
+        """Return the server's counters and, under ``"buffer"``, the buffer's own figures.
+
+        The server's: requests, errors, latency per operation, connections
+        (docs/observability.md lists every figure).
+        """
         return self._call(p.MsgType.STATS, [], True)
 
     def flush(self) -> None:

@@ -134,6 +134,8 @@ class ServiceConfig:
         max_connections: Connections beyond this many are refused.
         workers: Threads per worker lane (inserts, samples, priority updates, clears).
         grace: Seconds a shutdown waits for requests already received.
+        metrics: ``HOST:PORT`` to serve Prometheus metrics (``/metrics``), the figures as JSON
+            (``/stats.json``) and the dashboard (``/``) on; None: not served.
 
     """
 
@@ -148,6 +150,7 @@ class ServiceConfig:
     max_connections: int = 1024
     workers: int = 4
     grace: float = 10.0
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
         """Check what can be checked without side effects, so errors name the setting."""
@@ -155,6 +158,12 @@ class ServiceConfig:
             raise ValueError("give at least one address to listen on")
         for url in self.listen:
             parse_address(url)
+        if self.metrics is not None:
+            from replay_buffer.metrics import parse_listen
+
+            if not isinstance(self.metrics, str):
+                raise ValueError(f"metrics must be HOST:PORT, got {self.metrics!r}")
+            parse_listen(self.metrics)
         if self.token_file and self.token_env:
             raise ValueError("give token_file or token_env, not both")
         for name in ("status_interval", "grace"):

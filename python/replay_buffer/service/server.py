@@ -247,9 +247,33 @@ class ReplayServer:
         return False  # CLEAR waits for the adds in progress
 
     def stats_reply(self) -> dict[str, Any]:
-        """STATS: the buffer's size and capacity, and the server's counters."""
+        """STATS: the buffer's size and capacity, the server's counters and the buffer's figures.
+
+        The buffer's own figures (``ReplayBuffer.stats()``) are under ``"buffer"``.
+        """
         buffer = self.handlers.buffer
-        return {"size": buffer.size(), "capacity": buffer.capacity(), **self.stats.snapshot()}
+        return {
+            "size": buffer.size(),
+            "capacity": buffer.capacity(),
+            **self.stats.snapshot(),
+            "buffer": buffer.stats(),
+        }
+
+    def figures_from(self, loop: asyncio.AbstractEventLoop) -> Callable[[], dict[str, Any]]:
+        """Return a function, for other threads, reading the buffer's and the server's figures.
+
+        The server's counters are read on ``loop`` (they are not thread-safe), the buffer's
+        there too, so both describe the same moment.
+        """
+
+        async def read() -> dict[str, Any]:
+            return {
+                "buffer": self.handlers.buffer.stats(),
+                "server": self.stats.snapshot(),
+                "time": time.time(),
+            }
+
+        return lambda: asyncio.run_coroutine_threadsafe(read(), loop).result(10)
 
     def hello(self, payload: bytes) -> Reply:
         """Check a client's handshake and describe the buffer to it.
@@ -291,8 +315,18 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) 
         loop.add_signal_handler(signum, stop)
 
 
-async def serve(server: ReplayServer, grace: float = 10.0) -> None:
-    """Run ``server`` until SIGINT or SIGTERM, then shut it down cleanly."""
+async def serve(
+    server: ReplayServer,
+    grace: float = 10.0,
+    metrics: str | None = None,
+    token: bytes | None = None,
+) -> None:
+    """Run ``server`` until SIGINT or SIGTERM, then shut it down cleanly.
+
+    With ``metrics`` (``HOST:PORT``), also serve Prometheus metrics, JSON figures and the
+    dashboard there (:class:`replay_buffer.metrics.MonitorServer`, protected by ``token`` on a
+    non-loopback address).
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     _install_signals(loop, stop.set)
@@ -300,7 +334,17 @@ async def serve(server: ReplayServer, grace: float = 10.0) -> None:
     log.info("serving %r", server.handlers.buffer)
     for url in bound:
         log.info("listening on %s", url)
-    await stop.wait()
+    monitor = None
+    if metrics is not None:
+        from replay_buffer.metrics import MonitorServer
+
+        monitor = MonitorServer(server.figures_from(loop), metrics, token)
+        log.info("metrics at %s/metrics, dashboard at %s/", monitor.url, monitor.url)
+    try:
+        await stop.wait()
+    finally:
+        if monitor is not None:
+            await loop.run_in_executor(None, monitor.close)
     log.info("shutting down: answering requests already received, then closing")
     await server.close(grace)
     log.info("stopped")

@@ -9,6 +9,7 @@ one more field there, filled in :meth:`ServerStats.request`.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,35 @@ from typing import Any
 
 INSERT_KINDS = frozenset(("add", "add_batch"))
 SAMPLE_KINDS = frozenset(("sample",))
+
+#: Upper bounds (seconds) of the request latency histogram's buckets; one more bucket counts the
+#: rest. Prometheus histograms of the requests use the same bounds.
+LATENCY_BOUNDS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+def bucket_quantile(counts: list[int], bounds: tuple[float, ...], fraction: float) -> float | None:
+    """Return the value below which ``fraction`` of a histogram's counts lie, or None if empty.
+
+    ``counts[i]`` counts values in ``(bounds[i-1], bounds[i]]`` (the first from 0, the last one,
+    past the bounds, from ``bounds[-1]``); the answer is interpolated linearly inside its bucket,
+    and a quantile in the last bucket is reported as ``bounds[-1]``.
+    """
+    total = sum(counts)
+    if total == 0:
+        return None
+    target = fraction * total
+    below = 0
+    for i, n in enumerate(counts):
+        if n and below + n >= target:
+            if i >= len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i else 0.0
+            return low + (bounds[i] - low) * (target - below) / n
+        below += n
+    return bounds[-1]
 
 
 @dataclass
@@ -30,6 +60,8 @@ class OperationStats:
         bytes_in: Bytes of the request frames, headers included.
         bytes_out: Bytes of the reply frames, headers included.
         seconds: Time from each frame's arrival to its reply being handed to the socket, summed.
+        latency: That time's histogram: ``latency[i]`` counts requests that took at most
+            ``LATENCY_BOUNDS[i]`` (and more than the bound before); the last, longer ones.
 
     """
 
@@ -39,9 +71,10 @@ class OperationStats:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the figures as JSON-ready values."""
+        """Return the figures as JSON-ready values, with latency p50 and p99 (None: no request)."""
         return {
             "requests": self.requests,
             "errors": dict(self.errors),
@@ -49,6 +82,9 @@ class OperationStats:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "seconds": self.seconds,
+            "latency_buckets": list(self.latency),
+            "latency_p50_s": bucket_quantile(self.latency, LATENCY_BOUNDS, 0.5),
+            "latency_p99_s": bucket_quantile(self.latency, LATENCY_BOUNDS, 0.99),
         }
 
 
@@ -110,6 +146,7 @@ class ServerStats:
         stats.bytes_in += bytes_in
         stats.bytes_out += bytes_out
         stats.seconds += seconds
+        stats.latency[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
         if error_type is None:
             stats.rows += rows
         else:
@@ -140,4 +177,5 @@ class ServerStats:
             "bytes_in": sum(op.bytes_in for op in ops),
             "bytes_out": sum(op.bytes_out for op in ops),
             "operations": {kind: op.as_dict() for kind, op in sorted(self.operations.items())},
+            "latency_bounds_s": list(LATENCY_BOUNDS),
         }

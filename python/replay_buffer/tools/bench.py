@@ -30,6 +30,7 @@ from replay_buffer.tools.bench_common import (
     per_call_ns,
     summarize,
 )
+from replay_buffer.tools.progress import bar
 
 
 class Candidate(Protocol):
@@ -195,12 +196,19 @@ def run(workloads: list[Workload], calls: int, out: Callable[[str], None] = prin
         )
         fill = max(w.add_batch, w.capacity // w.add_batch * w.add_batch)
         measured = []
+        skipped = []
+        progress = bar(len(CANDIDATES), w.name, unit="buffer")
         for make in CANDIDATES:
+            progress.set_description(f"{w.name}: {make.__name__}")
             try:
                 measured.append(measure(make, w, calls, fill))
             except ImportError as e:
-                out(f"{'(skipped)':<16} {make.__name__:<14} not installed: {e.name}")
+                skipped.append(f"{'(skipped)':<16} {make.__name__:<14} not installed: {e.name}")
             gc.collect()
+            progress.update()
+        progress.close()
+        for line in skipped:
+            out(line)
         ours = {r.operation: r.mean_ns for r in measured[0].rows}
         for row in sorted((r for m in measured for r in m.rows), key=lambda r: r.operation):
             out(

@@ -23,6 +23,7 @@ from replay_buffer.tools.bench_common import (
     per_call_ns,
     summarize,
 )
+from replay_buffer.tools.progress import bar
 
 BATCH = 32
 
@@ -150,12 +151,18 @@ def run(w: Workload, calls: int, out: Callable[[str], None] = print) -> list[Row
     out(f"\n## Prioritized: {w.name}, capacity {w.capacity:,}, alpha 0.6, beta 0.4, batch {BATCH}")
     out(f"{'operation':<18} {'buffer':<26} {'mean':>10} {'p50':>10} {'p99':>10} {'vs ours':>8}")
     rows: list[Row] = []
+    skipped = []
+    progress = bar(len(CANDIDATES), "prioritized", unit="buffer")
     for make in CANDIDATES:
         try:
             rows.extend(measure(make, w, calls))
             gc.collect()
         except ImportError as e:
-            out(f"{'(skipped)':<18} {'':<26} not installed: {e.name}")
+            skipped.append(f"{'(skipped)':<18} {'':<26} not installed: {e.name}")
+        progress.update()
+    progress.close()
+    for line in skipped:
+        out(line)
     ours = {r.operation: r.mean_ns for r in rows if r.candidate == "replay_buffer prioritized"}
     for row in sorted(rows, key=lambda r: r.operation):
         out(

@@ -1,7 +1,8 @@
 """The ``replay-buffer`` command.
 
 ``demo`` shows the buffer at work, ``bench`` compares it with peer libraries, ``serve`` serves it
-over sockets, ``shm`` lists, inspects and removes shared-memory buffers. ``--version`` and
+over sockets, ``shm`` lists, inspects and removes shared-memory buffers, ``stats``, ``metrics``
+and ``dashboard`` watch one (:mod:`replay_buffer.tools.monitor`). ``--version`` and
 ``--help`` work without the compiled extension; the subcommands import what they need.
 """
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 _DESCRIPTION = (
     "Experience replay buffers for reinforcement learning. demo shows a buffer at work, bench "
     "compares it with peer libraries, serve serves one over sockets, shm lists, inspects and "
-    "removes shared-memory buffers."
+    "removes shared-memory buffers. stats, metrics and dashboard watch one."
 )
 
 
@@ -76,6 +77,9 @@ def _run(argv: list[str] | None) -> int | None:
     sub.add_parser("bench", help="benchmark against peer libraries (see --help)", add_help=False)
     sub.add_parser("serve", help="serve a buffer over Unix or TCP sockets", add_help=False)
     sub.add_parser("shm", help="list, inspect and remove shared-memory buffers", add_help=False)
+    sub.add_parser("stats", help="print a one-screen summary of a buffer (--watch)", add_help=False)
+    sub.add_parser("metrics", help="serve a buffer's Prometheus metrics over HTTP", add_help=False)
+    sub.add_parser("dashboard", help="serve a live web dashboard of a buffer", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         if rest:
@@ -86,6 +90,12 @@ def _run(argv: list[str] | None) -> int | None:
         from replay_buffer.tools import shm
 
         return shm.main(rest)
+    if args.command in ("stats", "metrics", "dashboard"):
+        from replay_buffer.tools import monitor
+
+        if args.command == "stats":
+            return monitor.stats_main(rest)
+        return monitor.serve_main(rest, args.command)
     if args.command == "bench":
         from replay_buffer.tools import bench
 

@@ -32,7 +32,7 @@ log = logging.getLogger("replay_buffer.service")
 
 _SERVER_FLAGS = (
     "token_file", "token_env", "status_interval", "max_frame_bytes", "max_batch",
-    "max_in_flight", "max_connections", "workers", "grace",
+    "max_in_flight", "max_connections", "workers", "grace", "metrics",
 )  # fmt: skip
 
 
@@ -158,6 +158,13 @@ def build_parser(prog: str = "replay-buffer serve") -> argparse.ArgumentParser:
         "--workers", type=int, help="threads per worker lane: inserts, samples, updates, clears"
     )
     server.add_argument("--grace", type=float, help="seconds to finish requests on shutdown")
+    server.add_argument(
+        "--metrics",
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (/metrics), JSON figures (/stats.json) and the live "
+        "dashboard (/) over HTTP here, e.g. 127.0.0.1:9100; needs replay_buffer[metrics]",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser
 
@@ -246,7 +253,7 @@ def _serve(argv: list[str] | None) -> int:
             )
         except ValueError as exc:  # a non-loopback address without a token
             parser.error(str(exc))
-        asyncio.run(serve(server, config.grace))
+        asyncio.run(serve(server, config.grace, metrics=config.metrics, token=token))
     except OSError as exc:  # an address in use, ...
         log.error("cannot serve: %s", exc)
         return console.RUNTIME_ERROR

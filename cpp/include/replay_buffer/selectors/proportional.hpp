@@ -53,6 +53,8 @@ class ProportionalSelector {
     // Sum of the stored priorities, and the smallest positive one (+inf when none). O(1).
     [[nodiscard]] double total() const noexcept { return state_.tree().total(); }
     [[nodiscard]] double min_positive() const noexcept { return state_.tree().min_positive(); }
+    // The trees, for their roots (Buffer::stats). O(1).
+    [[nodiscard]] const SumTree& tree() const noexcept { return state_.tree(); }
     [[nodiscard]] std::string check() const;
     [[nodiscard]] bool repaired() const noexcept { return guard_.repaired(); }
     [[nodiscard]] std::uint64_t repairs() const noexcept { return state_.control().repairs; }

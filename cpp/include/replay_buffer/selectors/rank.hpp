@@ -60,6 +60,8 @@ class RankSelector {
     void retire(std::size_t slot);
     void clear();
     [[nodiscard]] double get(std::size_t slot) const { return selector_.state_.tree().get(slot); }
+    // The trees, for their roots (Buffer::stats). O(1).
+    [[nodiscard]] const SumTree& tree() const noexcept { return selector_.state_.tree(); }
     [[nodiscard]] std::string check() const;
     [[nodiscard]] bool repaired() const noexcept { return guard_.repaired(); }
     [[nodiscard]] std::uint64_t repairs() const noexcept {
