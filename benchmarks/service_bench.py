@@ -57,7 +57,7 @@ def start_server(size: str, tmp: str) -> tuple[subprocess.Popen[str], str, str]:
     spec = SIZES[size]
     sock = os.path.join(tmp, f"{size}.sock")
     command = [
-        sys.executable, "-m", "replay_buffer.service.cli",
+        sys.executable, "-m", "replay_buffer.tools.serve",
         "--capacity", str(spec["capacity"]), "--seed", "0",
         "--obs-shape", ",".join(map(str, spec["obs_shape"])),
         "--obs-dtype", np.dtype(spec["obs_dtype"]).name, "--action-dim", "6",

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from replay_buffer import BufferConfig, ReplayBuffer
-from replay_buffer.bench import WORKLOADS, cpprb_fields
+from replay_buffer.tools.bench_common import WORKLOADS, cpprb_fields
 
 FORK = mp.get_context("fork")
 BATCH_ADD = 256

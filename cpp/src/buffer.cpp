@@ -27,19 +27,21 @@ void check_exponent(const char* name, double value) {
 }
 
 // rows * row_bytes, or std::invalid_argument naming the field when it overflows.
-std::size_t bytes_for_rows(const Field& field, std::size_t rows) {
-  const std::size_t row_bytes = field.row_bytes();
-  if (row_bytes != 0 && rows > std::numeric_limits<std::size_t>::max() / row_bytes) {
+std::size_t bytes_for_rows(const Field& field, std::size_t row_bytes, std::size_t rows) {
+  std::size_t bytes = 0;
+  // No division on the add path: the multiplication reports its own overflow.
+  if (__builtin_mul_overflow(rows, row_bytes, &bytes)) {
     throw std::invalid_argument("field '" + field.name + "': " + std::to_string(rows) +
                                 " rows of " + std::to_string(row_bytes) +
                                 " bytes overflow the address space");
   }
-  return rows * row_bytes;
+  return bytes;
 }
 
 [[noreturn]] void throw_size_mismatch(const Field& field, std::size_t rows, std::size_t given) {
   throw std::invalid_argument("field '" + field.name + "' (" + field.describe() + "): expected " +
-                              std::to_string(bytes_for_rows(field, rows)) + " bytes for " +
+                              std::to_string(bytes_for_rows(field, field.row_bytes(), rows)) +
+                              " bytes for " +
                               std::to_string(rows) + " row(s), got " + std::to_string(given));
 }
 
@@ -85,7 +87,7 @@ void Buffer::check_inputs(std::span<const FieldBytes> columns, std::size_t rows)
                                 schema.field_names() + "), got " + std::to_string(columns.size()));
   }
   for (std::size_t i = 0; i < columns.size(); ++i) {
-    if (columns[i].size() != bytes_for_rows(schema[i], rows)) {
+    if (columns[i].size() != bytes_for_rows(schema[i], state_->ring.row_bytes(i), rows)) {
       throw_size_mismatch(schema[i], rows, columns[i].size());
     }
     schema[i].check_values(columns[i]);
@@ -101,7 +103,8 @@ void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::u
                                 schema.field_names() + "), got " + std::to_string(out.size()));
   }
   for (std::size_t i = 0; i < out.size(); ++i) {
-    if (!out[i].empty() && out[i].size() != bytes_for_rows(schema[i], batch)) {
+    if (!out[i].empty() &&
+        out[i].size() != bytes_for_rows(schema[i], state_->ring.row_bytes(i), batch)) {
       throw_size_mismatch(schema[i], batch, out[i].size());
     }
   }
@@ -113,30 +116,38 @@ void Buffer::check_outputs(std::span<const FieldOut> out, std::span<const std::u
 
 std::uint64_t Buffer::add(std::span<const FieldBytes> row) {
   check_inputs(row, 1);
-  (void)state_->writer.word();  // registers this process as a writer before it claims a key
-  const std::uint64_t key = state_->ring.claim(1, rate_limit(), state_->counters->sampled);
-  write_claimed(row, key, 1);
+  Ring& ring = state_->ring;
+  // Registers this process as a writer before it claims a key.
+  const sync::SeqWord mine = ring.writer_word();
+  const std::uint64_t key = ring.claim(1, rate_limit(), &state_->cancels);
+  const SlotLap at = ring.locate(key);
+  if (ring.begin_write(at, mine)) {
+    if (state_->prioritized) {
+      state_->with_locked([&](auto& locked) { locked.insert(key, 1, ring.base_key()); });
+    }
+    ring.write(row, 0, at.slot, 1);
+    ring.end_write(at);
+  }
   return key;
 }
 
 std::uint64_t Buffer::add_batch(std::span<const FieldBytes> columns, std::size_t count) {
   if (count == 0) throw std::invalid_argument("add_batch needs at least one row, got 0");
   check_inputs(columns, count);
-  (void)state_->writer.word();
-  const std::uint64_t first_key =
-      state_->ring.claim(count, rate_limit(), state_->counters->sampled);
-  write_claimed(columns, first_key, count);
+  const sync::SeqWord mine = state_->ring.writer_word();
+  const std::uint64_t first_key = state_->ring.claim(count, rate_limit(), &state_->cancels);
+  write_claimed(columns, first_key, count, mine);
   return first_key;
 }
 
 void Buffer::write_claimed(std::span<const FieldBytes> columns, std::uint64_t first_key,
-                           std::size_t count) {
+                           std::size_t count, sync::SeqWord mine) {
   Ring& ring = state_->ring;
   const std::size_t capacity = ring.capacity();
-  const bool prioritized = is_prioritized(strategy());
   // Rows that the same batch overwrites are never written.
   const std::size_t skipped = count > capacity ? count - capacity : 0;
   std::size_t row = skipped;
+  SlotLap at = ring.locate(first_key + skipped);  // then advanced without dividing
   // Copy runs of consecutive slots with one memcpy per field; a run ends at the ring's end or at a
   // slot a newer lap already holds (possible only when another writer is a whole lap ahead, who
   // gives that slot its priority). Slots are claimed in ascending order within a run and a run is
@@ -146,24 +157,30 @@ void Buffer::write_claimed(std::span<const FieldBytes> columns, std::uint64_t fi
   // dies after this leaves its slots with their own priority, never a predecessor's.
   while (row < count) {
     const std::size_t run_start = row;
-    const std::uint64_t run_key = first_key + row;
+    const SlotLap run_at = at;
     bool stale = false;
-    while (row < count && (row == run_start || ring.slot_of(first_key + row) != 0)) {
-      if (!ring.begin_write(first_key + row)) {
+    while (row < count && (row == run_start || at.slot != 0)) {
+      if (!ring.begin_write(at, mine)) {
         stale = true;
         break;
       }
       ++row;
+      if (++at.slot == capacity) at = {0, at.lap + 1};
     }
     const std::size_t run_length = row - run_start;
-    if (prioritized && run_length != 0) {
+    if (state_->prioritized && run_length != 0) {
       state_->with_locked([&](auto& locked) {
-        locked.insert(run_key, run_length, state_->ring.base_key());
+        locked.insert(first_key + run_start, run_length, state_->ring.base_key());
       });
     }
-    ring.write(columns, run_start, ring.slot_of(run_key), run_length);
-    for (std::size_t i = 0; i < run_length; ++i) ring.end_write(run_key + i);
-    if (stale) ++row;
+    ring.write(columns, run_start, run_at.slot, run_length);
+    for (std::size_t i = 0; i < run_length; ++i) {
+      ring.end_write({run_at.slot + i, run_at.lap});
+    }
+    if (stale) {
+      ++row;
+      if (++at.slot == capacity) at = {0, at.lap + 1};
+    }
   }
 }
 
@@ -175,29 +192,36 @@ void Buffer::admit_sample(std::size_t count) {
     return;
   }
   limit.check_sample_batch(count);
+  const Ring& ring = state_->ring;
+  // Counted since the last clear, as the limiter's inserts are.
+  const auto inserts = [&ring] {
+    const LiveKeys live = ring.live_keys();
+    return live.end - live.base;
+  };
   const bool admitted = retry_until(
       [&] {
         std::uint64_t before = sampled_so_far.load(std::memory_order_acquire);
-        return limit.can_sample(size(), next_key(), before, count) &&
+        return limit.can_sample(size(), inserts(), ring.sampled_since_clear(), count) &&
                sampled_so_far.compare_exchange_strong(before, before + count,
                                                       std::memory_order_acq_rel);
       },
-      limit.timeout_seconds);
+      limit.timeout_seconds, &state_->cancels);
   if (!admitted) {
     throw RateLimitTimeout("a sample of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) + " s for the buffer to hold " +
                            std::to_string(limit.min_size_to_sample) +
                            " transitions and for adds to keep up (samples_per_insert " +
                            std::to_string(limit.samples_per_insert) + ", size " +
-                           std::to_string(size()) + ", " + std::to_string(next_key()) + " added, " +
-                           std::to_string(sampled()) + " sampled)");
+                           std::to_string(size()) + ", " + std::to_string(inserts()) +
+                           " added and " + std::to_string(ring.sampled_since_clear()) +
+                           " sampled since the last clear)");
   }
 }
 
 void Buffer::sample(std::size_t batch, std::span<const FieldOut> out, std::span<std::uint64_t> keys,
                     std::span<float> weights, std::optional<double> beta) {
   check_outputs(out, keys, batch);
-  const bool prioritized = is_prioritized(strategy());
+  const bool prioritized = state_->prioritized;
   if (!prioritized && (!weights.empty() || beta)) {
     throw std::invalid_argument("importance weights and beta need a prioritized buffer");
   }
@@ -260,13 +284,15 @@ void Buffer::sample_with(LockSelector&& lock_selector, std::size_t batch, CopyPl
   constexpr std::size_t kChunk = 16;
   for (std::size_t start = 0; start < batch; start += kChunk) {
     const std::size_t end = std::min(batch, start + kChunk);
-    for (std::size_t row = start; row < end; ++row) ring.prefetch(ring.slot_of(drawn[row]), plan);
+    for (std::size_t row = start; row < end; ++row) {
+      ring.prefetch(ring.locate(drawn[row], live).slot, plan);
+    }
     for (std::size_t row = start; row < end; ++row) {
       std::uint64_t actual = 0;
       sync::Backoff backoff;
       // A slot mid-write or emptied by a clear: draw another. Only concurrent writers, a clear, or
       // slots that writers which died left mid-write make this loop run more than once.
-      for (std::size_t failures = 1; !ring.try_read(drawn[row], live.base, plan, row, actual);
+      for (std::size_t failures = 1; !ring.try_read(drawn[row], live, plan, row, actual);
            ++failures) {
         backoff.wait();
         live = ring.live_keys();
@@ -288,11 +314,11 @@ void Buffer::reclaim(const LiveKeys& live) {
   // Writers asked about in this pass: one question to the OS per writer, not per slot.
   std::vector<std::pair<sync::WriterId, bool>> dead;
   for (std::uint64_t key = live.first; key < live.end; ++key) {
-    const std::size_t slot = ring.slot_of(key);
-    auto word = ring.word(slot);
+    const SlotLap at = ring.locate(key, live);
+    auto word = ring.word(at.slot);
     sync::SeqWord held = word.load(std::memory_order_acquire);
     if (!sync::is_writing(held)) {
-      const std::int64_t in_slot = ring.key_in(held, slot, key);
+      const std::int64_t in_slot = ring.key_in(held, at);
       if (in_slot >= 0 && static_cast<std::uint64_t>(in_slot) >= live.base) ++readable;
       continue;
     }
@@ -391,6 +417,24 @@ void Buffer::priorities(std::span<const std::uint64_t> keys, std::span<double> o
       out[i] = slot ? locked.get(*slot) : std::numeric_limits<double>::quiet_NaN();
     }
   });
+}
+
+PriorityMass Buffer::priority_mass() {
+  if (strategy() != Strategy::kProportional) {
+    throw std::logic_error("priority_mass needs a proportional buffer (strategy 'prioritized'), "
+                           "not '" + std::string(strategy_name(strategy())) + "'");
+  }
+  return state_->with_locked([&](auto& locked) -> PriorityMass {
+    if constexpr (requires { locked.total(); }) {
+      return {locked.total(), locked.min_positive()};
+    } else {
+      throw std::logic_error("priority_mass: selector keeps no sum tree");
+    }
+  });
+}
+
+void Buffer::cancel_waits() noexcept {
+  state_->cancels.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void Buffer::clear() {

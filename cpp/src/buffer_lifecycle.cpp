@@ -73,12 +73,12 @@ Buffer::Buffer(Buffer&&) noexcept = default;
 Buffer& Buffer::operator=(Buffer&&) noexcept = default;
 Buffer::~Buffer() = default;
 
-Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait) {
+Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait, Region::Owner owner) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto pause = std::chrono::microseconds(100);
   for (;;) {
     // Mapped afresh each time: a creator that is still at work may not have sized it yet.
-    Region region = Region::attach_shared(name);
+    Region region = Region::attach_shared(name, Region::Access::kReadWrite, owner);
     if (region_magic(region.bytes()) != 0 || std::chrono::steady_clock::now() >= deadline) {
       RegionDescription description = read_region_header(region.bytes(), name);
       auto* header = reinterpret_cast<RegionHeader*>(region.data());
@@ -98,7 +98,8 @@ Buffer Buffer::attach(std::string_view name, std::chrono::milliseconds wait) {
 }
 
 SharedBufferInfo Buffer::inspect(std::string_view name) {
-  const Region region = Region::attach_shared(name, Region::Access::kReadOnly);
+  const Region region =
+      Region::attach_shared(name, Region::Access::kReadOnly, Region::Owner::kAnyone);
   RegionDescription description = read_region_header(region.bytes(), name);
   const std::byte* base = region.data();
   auto& counters = *reinterpret_cast<Counters*>(const_cast<std::byte*>(base) +
@@ -115,8 +116,9 @@ SharedBufferInfo Buffer::inspect(std::string_view name) {
   if (description.layout.writer_slots != 0) {
     auto* entries = reinterpret_cast<WriterEntry*>(const_cast<std::byte*>(base) +
                                                    description.layout.writers_offset);
-    writers =
-        WriterRegistry(std::span<WriterEntry>(entries, description.layout.writer_slots)).census();
+    writers = WriterRegistry(std::span<WriterEntry>(entries, description.layout.writer_slots),
+                             region.fd(), description.layout.writers_offset)
+                  .census();
   }
   const std::size_t capacity = description.capacity;
   return SharedBufferInfo{

@@ -21,6 +21,9 @@ struct Buffer::State {
   AnySelector selector;
   RegionHeader* header;
   Counters* counters;
+  bool prioritized;
+  // Moved by Buffer::cancel_waits: calls of this process waiting for the rate limiter then end.
+  std::atomic<std::uint64_t> cancels{0};
 
   State(Schema schema_in, Layout layout_in, Region region_in, const SelectorParams& params)
       : schema(std::move(schema_in)),
@@ -30,7 +33,8 @@ struct Buffer::State {
         ring(region.data(), layout, schema, writer),
         selector(make(layout, region, params)),
         header(reinterpret_cast<RegionHeader*>(region.data())),
-        counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)) {}
+        counters(reinterpret_cast<Counters*>(region.data() + layout.counters_offset)),
+        prioritized(is_prioritized(strategy())) {}
 
   [[nodiscard]] Strategy strategy() const noexcept {
     return static_cast<Strategy>(header->strategy);
@@ -45,9 +49,10 @@ struct Buffer::State {
  private:
   static std::optional<WriterRegistry> registry_of(const Region& region, const Layout& layout) {
     if (layout.writer_slots == 0) return std::nullopt;
-    return WriterRegistry(std::span<WriterEntry>(
-        reinterpret_cast<WriterEntry*>(region.data() + layout.writers_offset),
-        layout.writer_slots));
+    return WriterRegistry(
+        std::span<WriterEntry>(reinterpret_cast<WriterEntry*>(region.data() + layout.writers_offset),
+                               layout.writer_slots),
+        region.fd(), layout.writers_offset);
   }
   static AnySelector make(const Layout& layout, const Region& region,
                           const SelectorParams& params) {
@@ -68,7 +73,7 @@ void retire_dead_slots(Locked& locked, const Ring& ring) {
     const sync::SeqWord word = ring.word(slot).load(std::memory_order_acquire);
     if (sync::is_writing(word) && word != sync::kAbandoned) continue;  // a writer will publish it
     const std::uint64_t near = live.end == 0 ? slot : newest_key_of(slot, live, ring.capacity());
-    const std::int64_t key = sync::is_writing(word) ? -1 : ring.key_in(word, slot, near);
+    const std::int64_t key = sync::is_writing(word) ? -1 : ring.key_in(word, ring.locate(near));
     if (key < 0 || static_cast<std::uint64_t>(key) < live.base) locked.retire(slot);
   }
 }

@@ -40,7 +40,7 @@ ConsistencyReport Buffer::check_consistency() {
     const std::uint64_t claims = next / capacity + (slot < next % capacity ? 1 : 0);
     if (!sync::is_writing(word)) {
       const std::int64_t key =
-          claims == 0 ? -1 : ring.key_in(word, slot, (claims - 1) * capacity + slot);
+          claims == 0 ? -1 : ring.key_in(word, {slot, claims - 1});
       if (word == sync::kUnwritten || key < 0) {
         ++report.unwritten;
       } else if (static_cast<std::uint64_t>(key) >= next) {
@@ -86,7 +86,7 @@ ConsistencyReport Buffer::check_consistency() {
       const sync::SeqWord word = ring.word(slot).load(std::memory_order_acquire);
       if (sync::is_writing(word)) continue;
       const std::int64_t key =
-          live.end == 0 ? -1 : ring.key_in(word, slot, newest_key_of(slot, live, capacity));
+          live.end == 0 ? -1 : ring.key_in(word, ring.locate(newest_key_of(slot, live, capacity)));
       if (key < 0 || static_cast<std::uint64_t>(key) < live.base) {
         throw fail("slot " + std::to_string(slot) + " has priority " +
                    std::to_string(locked.get(slot)) + " but holds no live item");

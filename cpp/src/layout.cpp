@@ -48,6 +48,23 @@ std::string hex(std::uint64_t value) {
   return text;
 }
 
+// `text` with every byte outside printable ASCII (and the backslash) as \xNN: region bytes go
+// into error messages that must stay valid text (Python decodes them as UTF-8).
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f && byte != '\\') {
+      out.push_back(c);
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", byte);
+      out += escaped;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Layout Layout::compute(const Schema& schema, std::size_t capacity, Strategy strategy,
@@ -135,7 +152,7 @@ std::uint64_t region_magic(std::span<const std::byte> region) noexcept {
 }
 
 RegionDescription read_region_header(std::span<const std::byte> region, std::string_view name) {
-  const std::string who = "shared buffer '" + std::string(name) + "'";
+  const std::string who = "shared buffer '" + printable(name) + "'";
   const auto fail = [&who](const std::string& what) -> InvalidRegionError {
     return InvalidRegionError(who + ": " + what);
   };
@@ -190,6 +207,14 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
     const std::string where = "field record " + std::to_string(i) + ": ";
     const auto name_end = std::find(std::begin(record.name), std::end(record.name), '\0');
     if (name_end == std::end(record.name)) throw fail(where + "name is not NUL-terminated");
+    // Checked before the name goes into any message or string: a corrupt byte must give this
+    // error, never text that is not text.
+    const std::string_view stored_name(
+        std::begin(record.name), static_cast<std::size_t>(name_end - std::begin(record.name)));
+    if (!is_valid_field_name(stored_name)) {
+      throw fail(where + "name '" + printable(stored_name) + "' is not a field name (1 to " +
+                 std::to_string(kMaxFieldNameLength) + " of the characters A-Z a-z 0-9 _ - .)");
+    }
     if (!is_valid_dtype(record.dtype)) {
       throw fail(where + "unknown dtype " + std::to_string(record.dtype));
     }
@@ -218,7 +243,7 @@ RegionDescription read_region_header(std::span<const std::byte> region, std::str
   try {
     schema.emplace(std::move(fields));
   } catch (const std::invalid_argument& e) {
-    throw fail(std::string("corrupt field records: ") + e.what());
+    throw fail(std::string("corrupt field records: ") + printable(e.what()));
   }
   const auto strategy = static_cast<Strategy>(header.strategy);
   const auto capacity = static_cast<std::size_t>(header.capacity);

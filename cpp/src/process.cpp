@@ -1,5 +1,6 @@
 #include "replay_buffer/process.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -20,15 +21,36 @@ std::atomic<std::uint32_t> g_fork_generation{1};
 // Cached pid: generation << 32 | pid, 0 until first asked.
 std::atomic<std::uint64_t> g_cached_pid{0};
 
+// Descriptors from open_fork_private, as fd + 1 (0: an empty place). Guarded by
+// g_fork_private_busy, which a fork also holds from its prepare handler until it has returned in
+// both processes: so no fork happens between opening one and recording it.
+std::atomic<int> g_fork_private[kMaxForkPrivate];
+std::atomic<bool> g_fork_private_busy{false};
+
+void lock_fork_private() noexcept {
+  while (g_fork_private_busy.exchange(true, std::memory_order_acquire)) {
+    while (g_fork_private_busy.load(std::memory_order_relaxed)) {
+    }
+  }
+}
+void unlock_fork_private() noexcept { g_fork_private_busy.store(false, std::memory_order_release); }
+
 void on_fork_child() noexcept {
   std::uint32_t next = g_fork_generation.load(std::memory_order_relaxed) + 1;
   if (next == 0) next = 1;
   g_fork_generation.store(next, std::memory_order_relaxed);
+  // The copies this child inherited hold its parent's locks: a child must never keep them alive.
+  for (std::atomic<int>& place : g_fork_private) {
+    const int stored = place.exchange(0, std::memory_order_relaxed);
+    if (stored != 0) ::close(stored - 1);
+  }
+  unlock_fork_private();
 }
 
 void install_fork_handler() noexcept {
   static std::once_flag once;
-  std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, on_fork_child); });
+  std::call_once(once,
+                 [] { ::pthread_atfork(lock_fork_private, unlock_fork_private, on_fork_child); });
 }
 
 // Installed when the library is loaded, so that no fork escapes it.
@@ -100,6 +122,46 @@ Identity self() {
   return id;
 }
 
+int open_fork_private(const char* path, int flags) noexcept {
+  install_fork_handler();
+  lock_fork_private();
+  const int fd = ::open(path, flags | O_CLOEXEC);
+  int err = errno;
+  if (fd >= 0) {
+    bool recorded = false;
+    for (std::atomic<int>& place : g_fork_private) {
+      if (place.load(std::memory_order_relaxed) == 0) {
+        place.store(fd + 1, std::memory_order_relaxed);
+        recorded = true;
+        break;
+      }
+    }
+    if (!recorded) {
+      ::close(fd);
+      unlock_fork_private();
+      errno = EMFILE;
+      return -1;
+    }
+  }
+  unlock_fork_private();
+  errno = err;
+  return fd;
+}
+
+void close_fork_private(int fd) noexcept {
+  if (fd < 0) return;
+  lock_fork_private();
+  for (std::atomic<int>& place : g_fork_private) {
+    if (place.load(std::memory_order_relaxed) == fd + 1) {
+      place.store(0, std::memory_order_relaxed);
+      break;
+    }
+  }
+  // Closed under the lock: a fork now cannot copy a descriptor that is no longer recorded.
+  ::close(fd);
+  unlock_fork_private();
+}
+
 Liveness liveness(const Identity& who) noexcept {
   if (who.pid <= 0 || who.pid > 0x7FFF'FFFF) return Liveness::kDead;
 #if defined(__linux__)
@@ -110,7 +172,7 @@ Liveness liveness(const Identity& who) noexcept {
 #endif
   const auto pid = static_cast<pid_t>(who.pid);
   if (::kill(pid, 0) != 0 && errno == ESRCH) return Liveness::kDead;
-    // It exists (EPERM: it belongs to another user, but exists).
+  // It exists (EPERM: it belongs to another user, but exists).
 #if defined(__linux__)
   // A SIGKILLed process stays a zombie until its parent reaps it, and kill() still finds it.
   char path[64];

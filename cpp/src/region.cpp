@@ -73,6 +73,52 @@ void advise_huge_pages([[maybe_unused]] void* base, [[maybe_unused]] std::size_t
 #endif
 }
 
+// Commits every page of the shared-memory object `fd` now (Linux): tmpfs otherwise accepts any
+// size and kills the process with SIGBUS when a page it cannot supply is first written, which
+// another buffer or program filling /dev/shm after this check could cause. Returns 0, or the
+// error (ENOSPC: /dev/shm cannot hold it). Where the file system cannot preallocate (or off
+// Linux) pages stay lazily committed, and 0 is returned.
+int commit_pages([[maybe_unused]] int fd, [[maybe_unused]] std::size_t bytes) noexcept {
+#if defined(__linux__)
+  int err = 0;
+  do {
+    err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  } while (err == EINTR);
+  if (err == EINVAL || err == EOPNOTSUPP) return 0;
+  return err;
+#else
+  return 0;
+#endif
+}
+
+CapacityError shm_full(std::string_view name, std::size_t bytes, const std::string& free) {
+  return CapacityError("shared buffer '" + std::string(name) + "' needs " + std::to_string(bytes) +
+                       " bytes but /dev/shm has " + free +
+                       " (in Docker, raise its size with --shm-size, e.g. docker run "
+                       "--shm-size=2g; or make the buffer smaller)");
+}
+
+// Whether the shared-memory name `path` ("/" + name) refers to the object (device, inode) now.
+bool names_object(const char* path, std::uint64_t device, std::uint64_t inode) noexcept {
+  struct stat st {};
+#if defined(__linux__)
+  // Needs no permission on the object itself (its mode may not let even its owner read it).
+  char file[sizeof("/dev/shm") + kMaxSharedNameLength + 1] = "/dev/shm";
+  const std::size_t length = ::strnlen(path, kMaxSharedNameLength + 1);
+  std::memcpy(file + sizeof("/dev/shm") - 1, path, length);
+  file[sizeof("/dev/shm") - 1 + length] = '\0';
+  if (::stat(file, &st) != 0) return false;
+#else
+  const int fd = ::shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return false;  // gone, or unreadable: not provably ours, so left alone
+  const bool stated = ::fstat(fd, &st) == 0;
+  ::close(fd);
+  if (!stated) return false;
+#endif
+  return static_cast<std::uint64_t>(st.st_dev) == device &&
+         static_cast<std::uint64_t>(st.st_ino) == inode;
+}
+
 }  // namespace
 
 std::size_t physical_memory_bytes() noexcept {
@@ -115,55 +161,55 @@ Region Region::create_shared(std::string_view name, std::size_t bytes, std::uint
   const std::string path = posix_name(name);
   check_fits(bytes, "shared buffer");
 #if defined(__linux__)
-  // tmpfs accepts any size here and kills the process with SIGBUS when a page past its limit is
-  // first written: refuse now instead. (Docker's default /dev/shm is 64 MiB.)
+  // A quick refusal before anything is created; commit_pages below is what guarantees it.
   struct statvfs fs {};
   if (::statvfs("/dev/shm", &fs) == 0) {
     const std::size_t available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
-    if (bytes > available) {
-      throw CapacityError("shared buffer '" + std::string(name) + "' needs " +
-                          std::to_string(bytes) + " bytes but /dev/shm has " +
-                          std::to_string(available) +
-                          " bytes free (in Docker, raise it with --shm-size)");
-    }
+    if (bytes > available) throw shm_full(name, bytes, std::to_string(available) + " bytes free");
   }
 #endif
   const int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                             static_cast<mode_t>(mode & 0777));
   if (fd < 0) throw_open_error(errno, name, "create");
-  // shm_open applies the umask; the caller asked for exactly `mode`.
-  const char* failed = nullptr;
-  void* base = MAP_FAILED;
-  if (::fchmod(fd, static_cast<mode_t>(mode & 0777)) != 0) {
-    failed = "set the permissions of";
-  } else if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
-    failed = "size";
-  } else {
-    base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) failed = "map";
-  }
-  if (failed != nullptr) {
-    const int err = errno;
+  // From here on a failure removes the name again: nothing half-made is left behind.
+  const auto fail = [&](int err, const char* doing) {
     ::close(fd);
     ::shm_unlink(path.c_str());
     throw SharedMemoryError(err, std::string(name),
-                            "cannot " + std::string(failed) + " shared buffer '" +
+                            "cannot " + std::string(doing) + " shared buffer '" +
                                 std::string(name) + "': " + std::strerror(err));
+  };
+  // shm_open applies the umask; the caller asked for exactly `mode`.
+  if (::fchmod(fd, static_cast<mode_t>(mode & 0777)) != 0) fail(errno, "set the permissions of");
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "size");
+  if (const int err = commit_pages(fd, bytes); err != 0) {
+    if (err != ENOSPC) fail(err, "commit the memory of");
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+    throw shm_full(name, bytes, "not that much free");
   }
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) fail(errno, "map");
   struct stat st {};
-  const bool stated = ::fstat(fd, &st) == 0;
-  ::close(fd);
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::munmap(base, bytes);
+    fail(err, "inspect");
+  }
   advise_huge_pages(base, bytes);
   Region region(static_cast<std::byte*>(base), bytes);
   region.name_ = std::string(name);
   region.owns_name_ = true;
   region.creator_pid_ = process::current_pid();
-  region.mode_ = stated ? static_cast<std::uint32_t>(st.st_mode & 0777) : mode & 0777;
-  region.owner_uid_ = stated ? static_cast<std::uint32_t>(st.st_uid) : 0;
+  region.mode_ = static_cast<std::uint32_t>(st.st_mode & 0777);
+  region.owner_uid_ = static_cast<std::uint32_t>(st.st_uid);
+  region.fd_ = fd;
+  region.device_ = static_cast<std::uint64_t>(st.st_dev);
+  region.inode_ = static_cast<std::uint64_t>(st.st_ino);
   return region;
 }
 
-Region Region::attach_shared(std::string_view name, Access access) {
+Region Region::attach_shared(std::string_view name, Access access, Owner owner) {
   const std::string path = posix_name(name);
   const bool read_only = access == Access::kReadOnly;
   const int fd = ::shm_open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
@@ -173,6 +219,15 @@ Region Region::attach_shared(std::string_view name, Access access) {
     const int err = errno;
     ::close(fd);
     throw_open_error(err, name, "inspect");
+  }
+  if (owner == Owner::kSelf && st.st_uid != ::geteuid()) {
+    ::close(fd);
+    throw SharedMemoryError(
+        EPERM, std::string(name),
+        "shared buffer '" + std::string(name) + "' belongs to uid " + std::to_string(st.st_uid) +
+            ", not to this process's uid " + std::to_string(::geteuid()) +
+            ": another user could read and inject its transitions. If you trust that user, "
+            "attach with allow_other_owner=True (C++: Region::Owner::kAnyone)");
   }
   const auto bytes = static_cast<std::size_t>(st.st_size);
   void* base = nullptr;
@@ -186,11 +241,11 @@ Region Region::attach_shared(std::string_view name, Access access) {
     }
     if (!read_only) advise_huge_pages(base, bytes);
   }
-  ::close(fd);
   Region region(static_cast<std::byte*>(base), bytes);
   region.name_ = std::string(name);
   region.mode_ = static_cast<std::uint32_t>(st.st_mode & 0777);
   region.owner_uid_ = static_cast<std::uint32_t>(st.st_uid);
+  region.fd_ = fd;
   return region;
 }
 
@@ -233,7 +288,10 @@ Region::Region(Region&& other) noexcept
       owns_name_(std::exchange(other.owns_name_, false)),
       creator_pid_(other.creator_pid_),
       mode_(other.mode_),
-      owner_uid_(other.owner_uid_) {
+      owner_uid_(other.owner_uid_),
+      fd_(std::exchange(other.fd_, -1)),
+      device_(other.device_),
+      inode_(other.inode_) {
   other.name_.clear();
 }
 
@@ -248,6 +306,9 @@ Region& Region::operator=(Region&& other) noexcept {
     creator_pid_ = other.creator_pid_;
     mode_ = other.mode_;
     owner_uid_ = other.owner_uid_;
+    fd_ = std::exchange(other.fd_, -1);
+    device_ = other.device_;
+    inode_ = other.inode_;
   }
   return *this;
 }
@@ -260,14 +321,20 @@ bool Region::unlink_name() noexcept {
   owns_name_ = false;
   char path[kMaxSharedNameLength + 2] = "/";
   name_.copy(path + 1, kMaxSharedNameLength);
+  // Someone may have removed the name and created another object under it since: that one is
+  // not ours to remove. (A removal and re-creation between this check and the unlink can still
+  // slip through; POSIX offers no unlink-if-this-object.)
+  if (!names_object(path, device_, inode_)) return false;
   return ::shm_unlink(path) == 0;
 }
 
 void Region::release() noexcept {
   unlink_name();
   if (base_ != nullptr) ::munmap(base_, size_);
+  if (fd_ >= 0) ::close(fd_);
   base_ = nullptr;
   size_ = 0;
+  fd_ = -1;
 }
 
 }  // namespace replay_buffer

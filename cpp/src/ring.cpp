@@ -55,31 +55,48 @@ LiveKeys Ring::live_keys() const noexcept {
   const std::uint64_t base = base_key();
   const std::uint64_t end = next_key();
   const std::uint64_t oldest = end > capacity_ ? end - capacity_ : 0;
-  return LiveKeys{base, std::min(std::max(base, oldest), end), end};
+  LiveKeys live{base, std::min(std::max(base, oldest), end), end};
+  live.first_slot = slot_of(live.first);
+  live.first_lap = lap_of(live.first);
+  if (end > 0) {
+    live.last_slot = slot_of(end - 1);
+    live.last_lap_start = end - 1 - live.last_slot;
+  }
+  return live;
+}
+
+std::uint64_t Ring::sampled_since_clear() const noexcept {
+  const std::uint64_t at_clear =
+      sync::counter_ref(counters_->sampled_at_clear).load(std::memory_order_acquire);
+  const std::uint64_t sampled = sync::counter_ref(counters_->sampled).load(std::memory_order_acquire);
+  return sampled >= at_clear ? sampled - at_clear : 0;
 }
 
 std::uint64_t Ring::claim(std::size_t count, const RateLimit& limit,
-                          const std::uint64_t& sampled) {
+                          const std::atomic<std::uint64_t>* cancels) {
   auto next = sync::counter_ref(counters_->next_key);
   if (!limit.limits_ratio()) return next.fetch_add(count, std::memory_order_acq_rel);
-  limit.check_insert_batch(next.load(std::memory_order_acquire), count);
-  auto samples = sync::counter_ref(const_cast<std::uint64_t&>(sampled));
+  const auto since_clear = [&](std::uint64_t key) {
+    const std::uint64_t base = base_key();
+    return key >= base ? key - base : 0;
+  };
+  limit.check_insert_batch(since_clear(next.load(std::memory_order_acquire)), count);
   std::uint64_t first = 0;
   // Check and claim in one compare-exchange, so concurrent adders cannot overshoot together.
   const bool admitted = retry_until(
       [&] {
         first = next.load(std::memory_order_acquire);
-        return limit.can_insert(first, samples.load(std::memory_order_acquire), count) &&
+        return limit.can_insert(since_clear(first), sampled_since_clear(), count) &&
                next.compare_exchange_strong(first, first + count, std::memory_order_acq_rel);
       },
-      limit.timeout_seconds);
+      limit.timeout_seconds, cancels);
   if (!admitted) {
     throw RateLimitTimeout("an add of " + std::to_string(count) + " waited " +
                            std::to_string(limit.timeout_seconds) +
                            " s for samples to catch up (samples_per_insert " +
                            std::to_string(limit.samples_per_insert) + ", " +
                            std::to_string(next_key()) + " added, " +
-                           std::to_string(samples.load(std::memory_order_acquire)) + " sampled)");
+                           std::to_string(sampled_since_clear()) + " sampled since the last clear)");
   }
   return first;
 }
@@ -104,10 +121,9 @@ bool Ring::holder_died(sync::SeqWord held, HolderWatch& watch) noexcept {
   return registry->liveness(holder) == process::Liveness::kDead;
 }
 
-bool Ring::begin_write(std::uint64_t key) noexcept {
-  const sync::SeqWord mine = writer_.word();
-  const std::uint64_t lap = lap_of(key);
-  auto word = sync::seq_ref(seq_[slot_of(key)]);
+bool Ring::begin_write(SlotLap at, sync::SeqWord mine) noexcept {
+  const std::uint64_t lap = at.lap;
+  auto word = sync::seq_ref(seq_[at.slot]);
   sync::SeqWord current = word.load(std::memory_order_relaxed);
   sync::Backoff backoff;
   HolderWatch watch;
@@ -141,34 +157,19 @@ void Ring::write(std::span<const FieldBytes> columns, std::size_t first_row,
   }
 }
 
-void Ring::end_write(std::uint64_t key) noexcept {
-  sync::seq_ref(seq_[slot_of(key)]).store(sync::published(lap_of(key)), std::memory_order_release);
+void Ring::end_write(SlotLap at) noexcept {
+  sync::seq_ref(seq_[at.slot]).store(sync::published(at.lap), std::memory_order_release);
 }
 
-std::uint64_t Ring::newest_key_of(std::size_t slot, const LiveKeys& live) const noexcept {
-  // The largest key below live.end in this slot (live.end >= 1 whenever a slot is drawn).
-  const std::uint64_t last = live.end - 1;
-  const std::uint64_t last_slot = last % capacity_;
-  const std::uint64_t lap_start = last - last_slot;
-  if (slot <= last_slot) return lap_start + slot;
-  return lap_start >= capacity_ ? lap_start - capacity_ + slot : slot;
-}
-
-std::int64_t Ring::key_in(sync::SeqWord word, std::size_t slot, std::uint64_t near) const noexcept {
-  const std::uint64_t near_lap = lap_of(near);
-  const std::int64_t lap = static_cast<std::int64_t>(near_lap) - sync::laps_behind(word, near_lap);
-  if (lap < 0) return -1;  // never written
-  return lap * static_cast<std::int64_t>(capacity_) + static_cast<std::int64_t>(slot);
-}
-
-bool Ring::try_read(std::uint64_t key, std::uint64_t base, CopyPlan plan, std::size_t row,
+bool Ring::try_read(std::uint64_t key, const LiveKeys& live, CopyPlan plan, std::size_t row,
                     std::uint64_t& actual) const noexcept {
-  const std::size_t slot = slot_of(key);
+  const SlotLap at = locate(key, live);
+  const std::size_t slot = at.slot;
   auto word = sync::seq_ref(seq_[slot]);
   const sync::SeqWord before = word.load(std::memory_order_acquire);
   if (sync::is_writing(before)) return false;
-  const std::int64_t held = key_in(before, slot, key);
-  if (held < 0 || static_cast<std::uint64_t>(held) < base) return false;  // unwritten or cleared
+  const std::int64_t held = key_in(before, at);
+  if (held < 0 || static_cast<std::uint64_t>(held) < live.base) return false;  // unwritten/cleared
   for (const FieldCopy& field : plan) {
     sync::seqlock_copy(field.out + row * field.row_bytes, field.column + slot * field.row_bytes,
                        field.row_bytes);
@@ -221,6 +222,14 @@ void Ring::clear() noexcept {
   std::uint64_t current = base.load(std::memory_order_acquire);
   while (current < target &&
          !base.compare_exchange_weak(current, target, std::memory_order_acq_rel)) {
+  }
+  // The rate limiter counts from here again (Reverb resets its limiter with its table). A process
+  // killed between the two stores only leaves the limiter counting from the previous clear.
+  const std::uint64_t sampled = sync::counter_ref(counters_->sampled).load(std::memory_order_acquire);
+  auto at_clear = sync::counter_ref(counters_->sampled_at_clear);
+  std::uint64_t seen = at_clear.load(std::memory_order_acquire);
+  while (seen < sampled &&
+         !at_clear.compare_exchange_weak(seen, sampled, std::memory_order_acq_rel)) {
   }
 }
 

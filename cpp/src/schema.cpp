@@ -79,8 +79,12 @@ void check_range(const Field& field, std::span<const std::byte> rows) {
 
 }  // namespace
 
-void Field::check_values(std::span<const std::byte> rows) const {
-  if (num_values == 0) return;
+bool is_valid_field_name(std::string_view name) noexcept {
+  return !name.empty() && name.size() <= kMaxFieldNameLength &&
+         std::all_of(name.begin(), name.end(), is_name_char);
+}
+
+void Field::check_values_slow(std::span<const std::byte> rows) const {
   switch (dtype) {
     case DType::kInt8:
       return check_range<std::int8_t>(*this, rows);

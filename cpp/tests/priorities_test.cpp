@@ -472,5 +472,29 @@ TEST(Updates, PrioritiesWhoseSumWouldOverflowAreRejected) {
   }
 }
 
+// priority_mass reads the sum tree's total and smallest positive priority together; what
+// sharded sampling (docs/distributed.md) builds the global distribution from.
+TEST(PriorityMass, TotalAndMinimumOfStoredPriorities) {
+  Buffer buffer = make(Strategy::kProportional, 8, /*alpha=*/1.0, /*eps=*/0.0);
+  fill(buffer, 0, 4);
+  (void)update(buffer, {0, 1, 2, 3}, {1.0, 2.0, 3.0, 0.0}, PriorityKind::kPriority);
+  const PriorityMass mass = buffer.priority_mass();
+  EXPECT_DOUBLE_EQ(mass.total, 6.0);
+  EXPECT_DOUBLE_EQ(mass.min_positive, 1.0);
+  fill(buffer, 4, 8);  // overwrites every slot: each new item gets the current maximum, 3
+  EXPECT_DOUBLE_EQ(buffer.priority_mass().total, 24.0);
+  EXPECT_DOUBLE_EQ(buffer.priority_mass().min_positive, 3.0);
+}
+
+TEST(PriorityMass, EmptyAndOtherStrategies) {
+  Buffer empty = make(Strategy::kProportional, 4);
+  EXPECT_EQ(empty.priority_mass().total, 0.0);
+  EXPECT_TRUE(std::isinf(empty.priority_mass().min_positive));
+  Buffer rank = make(Strategy::kRank, 4);
+  EXPECT_THROW((void)rank.priority_mass(), std::logic_error);
+  Buffer uniform = make(Strategy::kUniform, 4);
+  EXPECT_THROW((void)uniform.priority_mass(), std::logic_error);
+}
+
 }  // namespace
 }  // namespace replay_buffer

@@ -13,6 +13,7 @@
 
 #include "replay_buffer/buffer.hpp"
 #include "replay_buffer/region.hpp"
+#include "replay_buffer/selectors/selector.hpp"
 #include "test_support.hpp"
 
 namespace replay_buffer {
@@ -35,13 +36,14 @@ struct Fixture {
   }
 
   std::uint64_t add(std::int64_t id) {
-    const std::uint64_t key = ring.claim(1, RateLimit{}, sampled);
+    const std::uint64_t key = ring.claim(1, RateLimit{});
     std::array<std::int64_t, 16> payload;
     std::iota(payload.begin(), payload.end(), id);
     const std::array<FieldBytes, 2> row{bytes_of(id), bytes_of(payload)};
-    if (ring.begin_write(key)) {
-      ring.write(row, 0, ring.slot_of(key), 1);
-      ring.end_write(key);
+    const SlotLap at = ring.locate(key);
+    if (ring.begin_write(at, ring.writer_word())) {
+      ring.write(row, 0, at.slot, 1);
+      ring.end_write(at);
     }
     return key;
   }
@@ -67,7 +69,6 @@ struct Fixture {
   Region region;
   WriterClaim claim;
   Ring ring;
-  std::uint64_t sampled = 0;
 };
 
 TEST(Ring, KeysMapToSlotsAndAbsoluteLaps) {
@@ -78,8 +79,13 @@ TEST(Ring, KeysMapToSlotsAndAbsoluteLaps) {
   const LiveKeys live = f.ring.live_keys();
   EXPECT_EQ(live.first, 7u);
   EXPECT_EQ(live.end, 12u);
-  EXPECT_EQ(f.ring.newest_key_of(1, live), 11u);
-  EXPECT_EQ(f.ring.newest_key_of(2, live), 7u);
+  EXPECT_EQ(newest_key_of(1, live, 5), 11u);
+  EXPECT_EQ(newest_key_of(2, live, 5), 7u);
+  for (std::uint64_t key = 0; key < 40; ++key) {
+    const SlotLap at = f.ring.locate(key, live);  // the division-free path and the plain one agree
+    EXPECT_EQ(at.slot, key % 5);
+    EXPECT_EQ(at.lap, key / 5);
+  }
 }
 
 TEST(Ring, AWindowIsReadWholeOnlyWhenEveryKeyIsLive) {

@@ -2,8 +2,12 @@
 // mid-copy, and samplers retire such slots rather than spin on them.
 #include "replay_buffer/writers.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -159,6 +163,48 @@ struct Fixture {
     return WriterRegistry(
         {reinterpret_cast<WriterEntry*>(raw.data() + layout.writers_offset), layout.writer_slots});
   }
+  // The registry as a Buffer sees it: claims lock their entry through the region's descriptor.
+  WriterRegistry locked_registry() {
+    return WriterRegistry(
+        {reinterpret_cast<WriterEntry*>(raw.data() + layout.writers_offset), layout.writer_slots},
+        raw.fd(), layout.writers_offset);
+  }
+
+  // A child process claims a writer id as a Buffer does, marks `slots` as mid-write under it,
+  // forks `idle_children` children that never write (and sleep), then execs /bin/sleep: its pid
+  // and start time stay those of a live process. Returns once the exec happened (or the child
+  // ended); the caller kills and reaps the pid returned.
+  pid_t exec_writing(std::vector<std::size_t> slots, int idle_children = 0) {
+    int done[2];
+    if (::pipe2(done, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(done[0]);
+      ::alarm(60);
+      ::setpgid(0, 0);  // one group with its children, for the caller to kill
+      WriterClaim claim(locked_registry());
+      const sync::SeqWord word = claim.word();
+      for (const std::size_t slot : slots) {
+        sync::seq_ref(seq()[slot]).store(word, std::memory_order_release);
+      }
+      for (int i = 0; i < idle_children; ++i) {
+        if (::fork() == 0) {
+          ::close(done[1]);
+          ::alarm(60);
+          ::pause();  // holds every descriptor it inherited, as a forked worker would
+          ::_exit(0);
+        }
+      }
+      ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(done[1]);
+    char byte = 0;
+    while (::read(done[0], &byte, 1) < 0 && errno == EINTR) {
+    }  // end of file: the exec closed the child's end
+    ::close(done[0]);
+    return pid;
+  }
 
   // A child process registers as a writer, marks `slots` as mid-write under its id, and dies
   // there (SIGKILL), as a writer killed in the middle of a copy would. Returns its pid, unreaped.
@@ -197,6 +243,100 @@ TEST(DeadWriters, TheNextWriterTakesTheSlotOver) {
   reap(child);
   ::alarm(0);
 }
+
+#if defined(__linux__)
+// Open-file-description locks (Linux): elsewhere writers are judged by pid alone.
+TEST(WriterRegistry, ALockedClaimIsAliveUntilItsDescriptorCloses) {
+  ShmName name;
+  const Buffer buffer(Schema({{"id", DType::kInt64, {}}}), BufferOptions{.capacity = 4},
+                      SharedMemory{name});
+  const Region raw = Region::attach_shared(name);
+  const Layout layout = read_region_header(raw.bytes(), name).layout;
+  WriterRegistry registry(
+      {reinterpret_cast<WriterEntry*>(raw.data() + layout.writers_offset), layout.writer_slots},
+      raw.fd(), layout.writers_offset);
+  ClaimLock lock;
+  const sync::WriterId id = registry.claim(&lock);
+  // Probed from this very process: the probe's description is not the lock's.
+  EXPECT_EQ(registry.liveness(id), process::Liveness::kAlive);
+  EXPECT_EQ(registry.census().live, 1u);
+  // What exec does to the descriptor: the entry still names this live pid, but it is dead.
+  lock.release();
+  EXPECT_EQ(registry.census().dead, 1u);
+  EXPECT_EQ(registry.liveness(id), process::Liveness::kDead);
+  EXPECT_TRUE(registry.known_dead(id));
+}
+
+// A writer that execs mid-write keeps its pid and start time: only its lock tells it is gone.
+void expect_taken_over_promptly(int idle_children) {
+  Fixture f(8);
+  f.add(0, 8);
+  const pid_t writer = f.exec_writing({3, 5}, idle_children);
+  // In a child with a deadline: waiting for the exec'd program (60 s) fails instead of hanging.
+  const int code = run_in_child(
+      [&] {
+        f.add(8, 8);
+        return 0;
+      },
+      15);
+  EXPECT_EQ(code, 0) << "the next writer waited for the program the writer exec'd";
+  ::kill(-writer, SIGKILL);
+  ::kill(writer, SIGKILL);
+  reap(writer);
+  const ConsistencyReport report = f.buffer.check_consistency();
+  EXPECT_EQ(report.readable, 8u);
+  EXPECT_EQ(report.takeovers, 2u);
+  for (const std::int64_t id : f.sample(64)) EXPECT_GE(id, 8);
+}
+
+TEST(DeadWriters, AWriterThatExecsMidWriteIsTakenOver) {
+  ::alarm(60);
+  expect_taken_over_promptly(0);
+  ::alarm(0);
+}
+
+TEST(DeadWriters, AWriterInAnotherPidNamespaceIsJudgedByItsLock) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to make a pid namespace";
+  ::alarm(60);
+  Fixture f(8);
+  f.add(0, 8);
+  // A writer that dies mid-write in another pid namespace (another container sharing /dev/shm):
+  // its pid means nothing here, so only its lock can tell it is gone.
+  const int made = run_in_child([&] {
+    if (::unshare(CLONE_NEWPID) != 0) return 3;
+    const pid_t writer = ::fork();
+    if (writer == 0) {
+      WriterClaim claim(f.locked_registry());
+      const sync::SeqWord word = claim.word();
+      for (const std::size_t slot : {2, 6}) {
+        sync::seq_ref(f.seq()[slot]).store(word, std::memory_order_release);
+      }
+      ::_exit(7);  // dies without releasing its claim (it is the namespace's init: no SIGKILL)
+    }
+    int status = 0;
+    ::waitpid(writer, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 7 ? 0 : 4;
+  });
+  if (made == 3) GTEST_SKIP() << "cannot make a pid namespace here";
+  ASSERT_EQ(made, 0);
+  const int code = run_in_child(
+      [&] {
+        f.add(8, 8);
+        return 0;
+      },
+      15);
+  EXPECT_EQ(code, 0) << "the next writer waited for a dead writer of another pid namespace";
+  EXPECT_EQ(f.buffer.check_consistency().readable, 8u);
+  ::alarm(0);
+}
+
+TEST(DeadWriters, ChildrenForkedBeforeTheExecDoNotKeepItsClaimAlive) {
+  ::alarm(60);
+  // The children inherit the writer's descriptors; the fork closes their copy of its lock's.
+  expect_taken_over_promptly(2);
+  ::alarm(0);
+}
+#endif
 
 TEST(DeadWriters, ReapedWritersAreTakenOverToo) {
   ::alarm(30);

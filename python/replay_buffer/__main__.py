@@ -1,5 +1,5 @@
 """``python -m replay_buffer``: the same as the ``replay-buffer`` command."""
 
-from replay_buffer.cli import main
+from replay_buffer.tools.cli import main
 
 main()

@@ -13,6 +13,7 @@ import numpy as np
 from replay_buffer import _core
 from replay_buffer.config import BufferConfig
 from replay_buffer.fields import normalize_fields, transition_fields
+from replay_buffer.prefetch import Prefetcher
 
 
 class ReplayBuffer(_core.Buffer):
@@ -46,6 +47,8 @@ class ReplayBuffer(_core.Buffer):
     - ``columns() -> dict``: read-only zero-copy views of the stored rows, in slot order.
     - ``fields``: ``{name: {"shape": tuple, "dtype": numpy.dtype}}``.
     - ``priorities(indices) -> ndarray``: the stored priority of each key (NaN once overwritten).
+    - ``priority_mass() -> (total, min_positive)``: the sum of the stored priorities and the
+      smallest positive one, read together (``"prioritized"`` only; for sharded sampling).
     - ``check_consistency() -> dict``: checks every invariant (see docs/shared_memory.md).
 
     Shared between processes (see docs/shared_memory.md)::
@@ -114,7 +117,9 @@ class ReplayBuffer(_core.Buffer):
             _created.add(self)
 
     @classmethod
-    def attach(cls, name: str, *, timeout: float = 2.0) -> ReplayBuffer:
+    def attach(
+        cls, name: str, *, timeout: float = 2.0, allow_other_owner: bool = False
+    ) -> ReplayBuffer:
         """Open the shared buffer ``name`` that another process (or this one) created.
 
         Fields, capacity, strategy, alpha, eps, seed and the current beta come from the region;
@@ -123,18 +128,28 @@ class ReplayBuffer(_core.Buffer):
         Args:
             name: The ``shm_name`` it was created with.
             timeout: Seconds to wait for a creator that is still initialising it.
+            allow_other_owner: Attach even if another user owns the region. Off by default:
+                whoever owns it can read and inject transitions, so only opt in for a user you
+                trust (e.g. a group-shared ``shm_mode=0o660`` buffer).
 
         Raises:
             FileNotFoundError: No shared buffer of that name.
-            PermissionError: Its mode does not let this process read and write it.
+            PermissionError: Its mode does not let this process read and write it, or another
+                user owns it and ``allow_other_owner`` is false.
             replay_buffer.InvalidRegionError: Not a replay buffer, made by an incompatible
                 version, truncated, corrupt, or still not initialised after ``timeout``.
 
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not isinstance(allow_other_owner, bool):
+            raise TypeError(
+                f"allow_other_owner must be a bool, got {type(allow_other_owner).__name__}"
+            )
         buffer = cls.__new__(cls)
-        _core.Buffer.__init__(buffer, attach=name, timeout=float(timeout))
+        _core.Buffer.__init__(
+            buffer, attach=name, timeout=float(timeout), allow_other_owner=allow_other_owner
+        )
         buffer.config = BufferConfig.from_core_options(buffer.options)
         return buffer
 
@@ -156,11 +171,9 @@ class ReplayBuffer(_core.Buffer):
     ) -> Iterator[dict[str, np.ndarray]]:
         """Iterate over ``sample(batch_size)`` batches, ``depth`` of them drawn ahead in a thread.
 
-        See :func:`replay_buffer.aio.prefetch`; close it (or leave its ``with`` block) to stop.
+        See :func:`replay_buffer.prefetch.prefetch`; close it (or leave its ``with`` block) to stop.
         """
-        from replay_buffer.aio import prefetch
-
-        return prefetch(self, batch_size, depth, beta=beta)
+        return Prefetcher(self, batch_size, depth, beta)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickle a shared buffer as its name, so that unpickling attaches to it."""

@@ -1,11 +1,18 @@
-"""Buffer configuration: capacity, sampling strategy, rate limits and seed."""
+"""Buffer configuration: capacity, sampling strategy, rate limits and seed.
+
+:class:`BufferConfig`'s fields are the one declaration of the buffer's options: each carries an
+:class:`Option` in its metadata (help text, how to read it from text), from which the ``serve``
+command's flags, the config file's ``[buffer]`` keys and the service's description of the buffer
+are derived. Adding an option is adding a field here (and its check in ``__post_init__``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -25,6 +32,46 @@ def strategies() -> tuple[str, ...]:
 
 def _random_seed() -> int:
     return secrets.randbits(64)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a :class:`BufferConfig` field is set from text: a command-line flag or a config key.
+
+    Attributes:
+        help: One line of plain text saying what it does.
+        parse: Turns the text of a flag into the field's value; raises ValueError.
+        expects: What ``parse`` accepts, for error messages: ``"an int"``, ...
+        choices: Returns the only values allowed, when there is a short list (read when asked:
+            the strategies come from the C++ core; empty when it is not there).
+
+    """
+
+    help: str
+    parse: Callable[[str], Any]
+    expects: str
+    choices: Callable[[], tuple[str, ...]] | None = None
+
+
+def number_or_none(text: str) -> float | None:
+    """Read a number, or ``none`` for None."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
+def _option(
+    help: str,
+    parse: Callable[[str], Any],
+    expects: str,
+    choices: Callable[[], tuple[str, ...]] | None = None,
+) -> dict[str, Option]:
+    return {"option": Option(help, parse, expects, choices)}
+
+
+_INT, _NUMBER, _NUMBER_OR_NONE = (
+    (int, "an int"),
+    (float, "a number"),
+    (number_or_none, "a number or none"),
+)
 
 
 @dataclass(frozen=True)
@@ -60,16 +107,51 @@ class BufferConfig:
 
     """
 
-    capacity: int
-    strategy: str = "uniform"
-    alpha: float = 0.6
-    beta: float = 0.4
-    eps: float = 1e-6
-    seed: int = field(default_factory=_random_seed)
-    min_size_to_sample: int = 0
-    samples_per_insert: float | None = None
-    error_buffer: float | None = None
-    rate_limit_timeout: float | None = 60.0
+    capacity: int = field(
+        metadata=_option("how many transitions the ring holds; the oldest is overwritten", *_INT)
+    )
+    strategy: str = field(
+        default="uniform",
+        metadata=_option("how sample draws transitions", str, "a strategy name", strategies),
+    )
+    alpha: float = field(
+        default=0.6, metadata=_option("prioritization exponent (0: uniform)", *_NUMBER)
+    )
+    beta: float = field(
+        default=0.4, metadata=_option("importance-weight exponent (settable later)", *_NUMBER)
+    )
+    eps: float = field(
+        default=1e-6, metadata=_option("added to every |TD error| before prioritizing", *_NUMBER)
+    )
+    seed: int = field(
+        default_factory=_random_seed,
+        metadata=_option("seeds sampling (default: random)", *_INT),
+    )
+    min_size_to_sample: int = field(
+        default=0,
+        metadata=_option("samples wait until the buffer holds this many transitions", *_INT),
+    )
+    samples_per_insert: float | None = field(
+        default=None,
+        metadata=_option(
+            "rate limit: sampled transitions per inserted one (none: no ratio)", *_NUMBER_OR_NONE
+        ),
+    )
+    error_buffer: float | None = field(
+        default=None,
+        metadata=_option(
+            "rate limit: how far samples may stray from the ratio, in sampled transitions "
+            "(none: max(1, samples_per_insert) * 64)",
+            *_NUMBER_OR_NONE,
+        ),
+    )
+    rate_limit_timeout: float | None = field(
+        default=60.0,
+        metadata=_option(
+            "seconds a held-back add or sample waits before TimeoutError (none: for ever)",
+            *_NUMBER_OR_NONE,
+        ),
+    )
 
     def __post_init__(self) -> None:
         """Check every value, so a bad config fails where it is written."""
@@ -114,40 +196,28 @@ class BufferConfig:
     def core_options(self) -> dict[str, Any]:
         """Return every option as the C++ core takes them (the binding's one options dict).
 
-        The rate-limit options are resolved to numbers: no ratio is 0, the default
-        ``error_buffer`` is computed, and waiting for ever is a timeout of -1.
+        The fields as declared, with the rate-limit ones resolved to numbers: no ratio is 0, the
+        default ``error_buffer`` is computed, and waiting for ever is a timeout of -1.
         """
         min_size, ratio, error_buffer, timeout = self.rate_limit()
-        return {
-            "capacity": self.capacity,
-            "strategy": self.strategy,
-            "seed": self.seed,
-            "alpha": float(self.alpha),
-            "beta": float(self.beta),
-            "eps": float(self.eps),
+        resolved = {
             "min_size_to_sample": min_size,
             "samples_per_insert": ratio,
             "error_buffer": error_buffer,
             "rate_limit_timeout": timeout,
         }
+        return {f.name: resolved.get(f.name, getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_core_options(cls, options: Mapping[str, Any]) -> BufferConfig:
         """Rebuild a config from :meth:`core_options`' form, as a buffer's ``options`` gives it."""
-        ratio = float(options["samples_per_insert"])
-        timeout = float(options["rate_limit_timeout"])
-        return cls(
-            capacity=int(options["capacity"]),
-            strategy=str(options["strategy"]),
-            alpha=float(options["alpha"]),
-            beta=float(options["beta"]),
-            eps=float(options["eps"]),
-            seed=int(options["seed"]),
-            min_size_to_sample=int(options["min_size_to_sample"]),
-            samples_per_insert=ratio if ratio > 0 else None,
-            error_buffer=float(options["error_buffer"]) if ratio > 0 else None,
-            rate_limit_timeout=timeout if timeout >= 0 else None,
-        )
+        values = {f.name: options[f.name] for f in fields(cls)}
+        ratio = float(values["samples_per_insert"])
+        timeout = float(values["rate_limit_timeout"])
+        values["samples_per_insert"] = ratio if ratio > 0 else None
+        values["error_buffer"] = float(values["error_buffer"]) if ratio > 0 else None
+        values["rate_limit_timeout"] = timeout if timeout >= 0 else None
+        return cls(**values)
 
     def rate_limit(self) -> tuple[int, float, float, float]:
         """Return the limits as the core takes them: (min size, ratio, error buffer, timeout)."""
@@ -157,3 +227,8 @@ class BufferConfig:
             error_buffer = max(1.0, ratio) * 64 if ratio > 0 else 0.0
         timeout = -1.0 if self.rate_limit_timeout is None else float(self.rate_limit_timeout)
         return self.min_size_to_sample, ratio, float(error_buffer), timeout
+
+
+def options() -> list[tuple[dataclasses.Field[Any], Option]]:
+    """Every option of :class:`BufferConfig`, in declaration order, with how to set it."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(BufferConfig)]

@@ -95,17 +95,19 @@ void add_vectorcall_method(py::class_<PyBuffer>& cls, const char* name, const ch
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of replay_buffer. Use the replay_buffer package, not this module.";
 
-  // Stored without a destructor that would run after the interpreter is gone.
+  // The exception classes are pure Python (replay_buffer.errors), so that code which never loads
+  // this module, such as a socket client, raises and catches the very same classes. Stored
+  // without a destructor that would run after the interpreter is gone.
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> empty_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> capacity_error;
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> region_error;
-  empty_error.call_once_and_store_result(
-      [&] { return py::exception<rb::EmptyBufferError>(m, "EmptyBufferError", PyExc_ValueError); });
-  capacity_error.call_once_and_store_result(
-      [&] { return py::exception<rb::CapacityError>(m, "CapacityError", PyExc_MemoryError); });
-  region_error.call_once_and_store_result([&] {
-    return py::exception<rb::InvalidRegionError>(m, "InvalidRegionError", PyExc_ValueError);
-  });
+  const py::module_ errors = py::module_::import("replay_buffer.errors");
+  empty_error.call_once_and_store_result([&] { return errors.attr("EmptyBufferError"); });
+  capacity_error.call_once_and_store_result([&] { return errors.attr("CapacityError"); });
+  region_error.call_once_and_store_result([&] { return errors.attr("InvalidRegionError"); });
+  m.attr("EmptyBufferError") = empty_error.get_stored();
+  m.attr("CapacityError") = capacity_error.get_stored();
+  m.attr("InvalidRegionError") = region_error.get_stored();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -167,7 +169,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "shm_magic",
       [](const std::string& name) {
-        const rb::Region region = rb::Region::attach_shared(name, rb::Region::Access::kReadOnly);
+        const rb::Region region = rb::Region::attach_shared(name, rb::Region::Access::kReadOnly,
+                                                            rb::Region::Owner::kAnyone);
         std::uint64_t magic = 0;
         if (region.size() >= sizeof(magic)) std::memcpy(&magic, region.data(), sizeof(magic));
         return magic;
@@ -182,8 +185,8 @@ PYBIND11_MODULE(_core, m) {
                     const std::optional<std::string>&, std::uint32_t, bool>(),
            py::arg("fields"), py::arg("options"), py::arg("shm_name") = py::none(),
            py::arg("shm_mode") = 0600, py::arg("shm_keep") = false)
-      .def(py::init<const std::string&, double>(), py::kw_only(), py::arg("attach"),
-           py::arg("timeout") = 2.0)
+      .def(py::init<const std::string&, double, bool>(), py::kw_only(), py::arg("attach"),
+           py::arg("timeout") = 2.0, py::arg("allow_other_owner") = false)
       .def("sample", &PyBuffer::sample, py::arg("batch_size"), py::arg("beta") = py::none(),
            "Draw batch_size transitions with replacement (uniformly, or by priority): a dict of "
            "arrays per field, plus 'indices' (int64 keys) and, when prioritized, 'weights' "
@@ -196,6 +199,10 @@ PYBIND11_MODULE(_core, m) {
            "Set the priorities of sampled transitions by key: from TD errors, (|td| + eps)^alpha, "
            "or from priorities=, (p + eps)^alpha. Keys of transitions overwritten since are "
            "ignored; returns how many were applied. A key listed twice takes its last value.")
+      .def("priority_mass", &PyBuffer::priority_mass,
+           "(total, min_positive): the sum of the stored priorities and the smallest positive "
+           "one (inf when none), read together; P(i) = p_i / total. 'prioritized' only "
+           "(ValueError otherwise).")
       .def("priorities", &PyBuffer::priorities, py::arg("indices"),
            "The stored priority of each key (float64): (|td| + eps)^alpha for 'prioritized', "
            "|td| + eps for 'rank'; NaN for keys whose transition was overwritten since.")
@@ -252,6 +259,10 @@ PYBIND11_MODULE(_core, m) {
           "clear", [](PyBuffer& b) { b.buffer().clear(); },
           "Forget every transition; keys keep increasing. Safe at any time, also while other "
           "threads or processes add (their rows are kept or cleared by their keys).")
+      .def(
+          "cancel_waits", [](PyBuffer& b) { b.buffer().cancel_waits(); },
+          "End every call of this process waiting for the rate limiter now (ValueError, nothing "
+          "added or sampled); later calls wait as usual. close() does it too.")
       .def("check_consistency", &PyBuffer::check_consistency,
            "Check the buffer's invariants (sequence words, writer registry, and the priority "
            "trees against a recomputation, after repairing them if a process died holding their "

@@ -162,7 +162,7 @@ PyBuffer::PyBuffer(const std::vector<FieldDescription>& fields, const py::dict& 
   init_info();
 }
 
-PyBuffer::PyBuffer(const std::string& name, double timeout)
+PyBuffer::PyBuffer(const std::string& name, double timeout, bool allow_other_owner)
     : indices_dtype_(py::dtype::of<std::int64_t>()),
       indices_name_(kIndicesKey),
       weights_dtype_(py::dtype::of<float>()),
@@ -172,8 +172,9 @@ PyBuffer::PyBuffer(const std::string& name, double timeout)
   }
   {
     py::gil_scoped_release release;
-    buffer_ = std::make_shared<Buffer>(Buffer::attach(
-        name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0))));
+    buffer_ = std::make_shared<Buffer>(
+        Buffer::attach(name, std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000.0)),
+                       allow_other_owner ? Region::Owner::kAnyone : Region::Owner::kSelf));
   }
   init_info();
 }
@@ -445,6 +446,16 @@ py::array PyBuffer::priorities(const py::handle& indices) {
   return out;
 }
 
+py::tuple PyBuffer::priority_mass() {
+  const std::shared_ptr<Buffer> held = hold();
+  PriorityMass mass{};
+  {
+    py::gil_scoped_release release;
+    mass = held->priority_mass();
+  }
+  return py::make_tuple(mass.total, mass.min_positive);
+}
+
 py::dict PyBuffer::check_consistency() {
   const std::shared_ptr<Buffer> held = hold();
   ConsistencyReport report;
@@ -465,6 +476,7 @@ py::dict PyBuffer::check_consistency() {
 
 void PyBuffer::close() {
   if (!buffer_) return;
+  buffer_->cancel_waits();  // calls waiting for the rate limiter on other threads end now
   buffer_->unlink_shared_name();
   buffer_.reset();
 }

@@ -38,8 +38,9 @@ class PyBuffer {
   // (mode shm_mode; shm_keep leaves the name when the buffer is closed).
   PyBuffer(const std::vector<FieldDescription>& fields, const py::dict& options,
            const std::optional<std::string>& shm_name, std::uint32_t shm_mode, bool shm_keep);
-  // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator.
-  PyBuffer(const std::string& name, double timeout);
+  // Attaches to the shared buffer `name`, waiting up to `timeout` seconds for its creator;
+  // refuses one another user owns unless `allow_other_owner`.
+  PyBuffer(const std::string& name, double timeout, bool allow_other_owner = false);
 
   // Called with Python's vectorcall convention (args[0..nargs) positional, then one value per
   // name in the kwnames tuple): no argument tuple or keyword dict is built per call.
@@ -54,6 +55,7 @@ class PyBuffer {
   py::dict columns() const;
   py::dict fields() const;
   py::array priorities(const py::handle& indices);
+  py::tuple priority_mass();
   py::dict check_consistency();
 
   // Removes the shared name if this buffer created it (and was not asked to keep it) and lets go

@@ -22,7 +22,7 @@ CARTPOLE = ["--capacity", "1000", "--seed", "0", "--obs-shape", "4", "--action-d
 
 
 class ServerProcess:
-    """``python -m replay_buffer.service.cli`` on a Unix socket and a loopback TCP port."""
+    """``python -m replay_buffer.tools.serve`` on a Unix socket and a loopback TCP port."""
 
     def __init__(self, *args: str, env: dict | None = None, schema=CARTPOLE) -> None:
         # Unix socket paths are limited to ~100 bytes, so not under pytest's long tmp_path.
@@ -30,7 +30,7 @@ class ServerProcess:
         self.path = os.path.join(self.dir, "rb.sock")
         self.unix_url = f"unix://{self.path}"
         command = [
-            sys.executable, "-m", "replay_buffer.service.cli", *schema,
+            sys.executable, "-m", "replay_buffer.tools.serve", *schema,
             "--listen", self.unix_url, "--listen", "tcp://127.0.0.1:0",
             "--status-interval", "0", *args,
         ]  # fmt: skip

@@ -12,6 +12,8 @@ from service_support import ServerProcess
 from replay_buffer import BufferConfig, ReplayBuffer
 from replay_buffer.service.client import connect
 
+from conftest import counter_transition
+
 
 def make(**limits) -> ReplayBuffer:
     config = BufferConfig(capacity=10_000, seed=0, **limits)
@@ -150,3 +152,47 @@ def test_service_applies_the_buffer_limits():
             assert len(client.sample(4)["reward"]) == 4
     finally:
         assert server.stop() == 0
+
+
+def test_clear_restarts_the_limiter_counts():
+    # The limiter compared the size since the clear with every insert since the buffer was made:
+    # after a clear, adds and samples waited for each other until the timeout.
+    config = BufferConfig(
+        capacity=1000, seed=0, min_size_to_sample=200, samples_per_insert=1.0, error_buffer=8.0,
+        rate_limit_timeout=2.0,
+    )  # fmt: skip
+    buffer = ReplayBuffer(config, obs_shape=(4,), action_dim=2)
+    for round_ in range(2):
+        batch = {k: np.stack([np.asarray(v)] * 8) for k, v in counter_transition(1).items()}
+        for _ in range(25):
+            buffer.add_batch(**batch)
+        four = {k: v[:4] for k, v in batch.items()}
+        for _ in range(20):  # one sample per insert: within the ratio throughout
+            buffer.sample(4)
+            buffer.add_batch(**four)
+        buffer.clear()
+        assert buffer.size() == 0, round_
+
+
+def test_cancel_waits_ends_a_waiting_call_at_once():
+    config = BufferConfig(capacity=100, seed=0, min_size_to_sample=10, rate_limit_timeout=60)
+    buffer = ReplayBuffer(config, obs_shape=(4,), action_dim=2)
+    outcome: list = []
+
+    def wait() -> None:
+        try:
+            buffer.sample(4)
+        except ValueError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    buffer.cancel_waits()
+    thread.join(timeout=20)  # before: waited the full 60 s
+    assert not thread.is_alive()
+    assert outcome and "cancelled" in str(outcome[0])
+    assert buffer.sampled() == 0
+    for i in range(10):
+        buffer.add(**counter_transition(i))
+    assert buffer.sample(4)["obs"].shape == (4, 4)  # later calls wait (and pass) as usual

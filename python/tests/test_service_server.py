@@ -23,9 +23,9 @@ from service_support import (
 from replay_buffer import BufferConfig, EmptyBufferError, ReplayBuffer, aio
 from replay_buffer.service import connect
 from replay_buffer.service import protocol as p
-from replay_buffer.service.cli import build_parser, config_from_args, main
 from replay_buffer.service.config import from_dict, tomllib
 from replay_buffer.service.server import ReplayServer
+from replay_buffer.tools.serve import build_parser, config_from_args, main
 
 from conftest import assert_rows_consistent, cartpole, counter_transition
 
@@ -602,9 +602,9 @@ def test_config_flags_override_the_file(tmp_path):
     args = build_parser().parse_args(["--config", str(path), "--field", "x:int16:2,2"])
     assert config_from_args(args).fields == {"x": {"dtype": "int16", "shape": [2, 2]}}
     for bad, message in [
-        (["--capacity", "5"], "exactly one"),
-        (["--capacity", "5", "--field", "x:float32", "--action-dim", "2"], "exactly one"),
-        (["--field", "x:float32"], "capacity is required"),
+        (["--capacity", "5"], "no schema: give --obs-shape and --action-dim"),
+        (["--capacity", "5", "--field", "x:float32", "--action-dim", "2"], "not both"),
+        (["--field", "x:float32"], "--capacity is required"),
     ]:
         with pytest.raises(ValueError, match=message):
             config_from_args(build_parser().parse_args(bad))

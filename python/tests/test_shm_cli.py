@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from replay_buffer import _core
-from replay_buffer.cli import main
+from replay_buffer.tools.cli import main
 
 import shm_support as s
 

@@ -67,6 +67,13 @@ struct SharedBufferInfo {
 };
 
 // What check_consistency found: how many slots are in which state.
+// What a proportional buffer's probabilities are made of: P(i) = p_i / total, and the smallest
+// probability is min_positive / total (see Buffer::priority_mass).
+struct PriorityMass {
+  double total;         // sum of the stored priorities
+  double min_positive;  // smallest stored priority > 0; +infinity when every one is 0
+};
+
 struct ConsistencyReport {
   std::size_t readable = 0;       // published rows
   std::size_t being_written = 0;  // held by a live writer
@@ -98,13 +105,15 @@ class Buffer {
   // region. Waits up to `wait` for a creator that is still initialising it. Throws
   // SharedMemoryError (ENOENT: no such buffer, EACCES: not allowed to open it read-write) and
   // InvalidRegionError (not a replay buffer, another layout version, truncated, corrupt, or not
-  // initialised within `wait`). Never removes the name. Thread-safe.
+  // initialised within `wait`). Never removes the name. Refuses (SharedMemoryError EPERM) a region
+  // another user owns unless `owner` is Region::Owner::kAnyone. Thread-safe.
   [[nodiscard]] static Buffer attach(std::string_view name,
-                                     std::chrono::milliseconds wait = std::chrono::seconds(2));
+                                     std::chrono::milliseconds wait = std::chrono::seconds(2),
+                                     Region::Owner owner = Region::Owner::kSelf);
 
   // Reads a shared buffer's header and counters through a read-only mapping, without joining it
-  // as a writer (so a region one may only read can be inspected). Throws as attach, but does not
-  // wait. Thread-safe.
+  // as a writer (so a region one may only read can be inspected, whoever owns it). Throws as
+  // attach, but does not wait. Thread-safe.
   [[nodiscard]] static SharedBufferInfo inspect(std::string_view name);
 
   // Moving hands over the whole state at once (the writer claim is released before the region it
@@ -198,6 +207,18 @@ class Buffer {
   // on a uniform buffer. Thread-safe: one priority lock acquisition.
   void priorities(std::span<const std::uint64_t> keys, std::span<double> out);
 
+  // The sum of the stored priorities and the smallest positive one, read together under the
+  // priority lock, so that callers drawing across several buffers (docs/distributed.md) can give
+  // each its share of a batch and compute weights from global figures. Throws std::logic_error
+  // unless the strategy is proportional: rank-based probabilities do not compose across buffers.
+  // Thread-safe: one priority lock acquisition, O(1).
+  [[nodiscard]] PriorityMass priority_mass();
+
+  // Ends every call of this process (through this Buffer) that is waiting for the rate limiter
+  // now, with WaitCancelled, having added or sampled nothing; later calls wait as usual. For an
+  // owner shutting down (a server's close). Thread-safe, O(1).
+  void cancel_waits() noexcept;
+
   // Forgets every transition; keys keep increasing. One atomic store of the base key (plus, for
   // prioritized buffers, resetting the priorities under the priority lock), so a process killed
   // at any instant of it leaves a consistent buffer. Adds that overlap it keep their rows if
@@ -229,9 +250,10 @@ class Buffer {
   void check_inputs(std::span<const FieldBytes> columns, std::size_t rows) const;
   void check_outputs(std::span<const FieldOut> out, std::span<const std::uint64_t> keys,
                      std::size_t batch) const;
-  // Writes rows [skipped, count) of `columns` as keys first_key + skipped... (claimed).
+  // Writes the rows of `columns` as keys first_key... (claimed), marking slots with `mine`; rows
+  // the same batch overwrites are skipped.
   void write_claimed(std::span<const FieldBytes> columns, std::uint64_t first_key,
-                     std::size_t count);
+                     std::size_t count, sync::SeqWord mine);
   template <typename Locked>
   void sample_with(Locked&& lock_selector, std::size_t batch, CopyPlan plan,
                    std::span<std::uint64_t> keys, std::span<float> weights, double beta);

@@ -4,7 +4,7 @@
 // CapacityError -> replay_buffer.CapacityError (a MemoryError),
 // SharedMemoryError -> OSError of its errno (FileExistsError, FileNotFoundError, PermissionError),
 // InvalidRegionError -> replay_buffer.InvalidRegionError (a ValueError),
-// RateLimitTimeout -> TimeoutError, Interrupted -> KeyboardInterrupt.
+// RateLimitTimeout -> TimeoutError, Interrupted -> KeyboardInterrupt, WaitCancelled -> ValueError.
 #pragma once
 
 #include <new>
@@ -60,6 +60,13 @@ class InvalidRegionError : public std::runtime_error {
 class Interrupted : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A wait for the rate limiter that the buffer's owner cancelled (Buffer::cancel_waits, e.g. a
+// server shutting down): nothing was added or sampled.
+class WaitCancelled : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
 };
 
 // An insert or sample that the rate limiter held back for longer than its timeout.

@@ -87,6 +87,7 @@ struct Counters {
   std::uint64_t beta_bits;                          // the current beta, a double's bits (atomic)
   std::uint64_t takeovers;  // slots taken over from writers that died mid-write (atomic)
   alignas(kAlignment) std::uint64_t sampled;  // transitions sampled so far (atomic)
+  std::uint64_t sampled_at_clear;             // `sampled` at the last clear (atomic)
 };
 
 // One entry of a shared region's writer registry (writers.hpp). Every word is accessed atomically.
@@ -94,7 +95,8 @@ struct WriterEntry {
   std::uint64_t state;          // incarnation << 32 | pid; pid 0: free
   std::uint64_t start_time;     // of the holder (process::Identity), valid for `details_of`
   std::uint64_t pid_namespace;  // likewise
-  std::uint64_t details_of;     // the incarnation the two words above belong to
+  std::uint64_t details_of;     // the incarnation the two words above belong to; bit 63: the
+                                // holder locked the entry (writers.hpp)
 };
 
 static_assert(std::is_trivially_copyable_v<RegionHeader>);

@@ -28,6 +28,18 @@ struct Identity {
 // Cheaper than getpid(). Thread-safe; never 0.
 [[nodiscard]] std::uint32_t fork_generation() noexcept;
 
+// Opens `path` (close-on-exec) as a descriptor that children of fork() do not keep: the child
+// of every later fork closes its copy at once (a pthread_atfork handler), and forks wait while
+// one is being opened, so no child ever holds it. What a process locks through such a descriptor
+// (an open-file-description lock) is therefore released when this process exits or execs, even
+// if children it forked live on. Returns the descriptor, or -1 with errno set (EMFILE too when
+// kMaxForkPrivate are open). Thread-safe.
+inline constexpr int kMaxForkPrivate = 256;
+[[nodiscard]] int open_fork_private(const char* path, int flags) noexcept;
+// Closes a descriptor from open_fork_private, in the process that opened it (a forked child's
+// copy is already closed: never call this there). Thread-safe.
+void close_fork_private(int fd) noexcept;
+
 enum class Liveness : std::uint8_t {
   kAlive,
   kDead,     // gone, a zombie (Linux), or its pid now belongs to a process started later (Linux)

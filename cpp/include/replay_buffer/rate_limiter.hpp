@@ -127,11 +127,15 @@ void set_interrupt_check(InterruptCheck check) noexcept;
 // sleeping a little longer each time (50 us up to 1 ms): the condition changes when another
 // thread or process inserts or samples, which this one cannot be woken by across processes.
 // Returns whether `attempt` succeeded. Throws Interrupted, having changed nothing, when the
-// interrupt check asks to stop.
+// interrupt check asks to stop, and WaitCancelled when `cancels` (if given) moves past the value
+// it had when the wait began.
 template <typename Attempt>
-[[nodiscard]] bool retry_until(Attempt&& attempt, double timeout_seconds) {
+[[nodiscard]] bool retry_until(Attempt&& attempt, double timeout_seconds,
+                               const std::atomic<std::uint64_t>* cancels = nullptr) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
+  const std::uint64_t cancels_at_start =
+      cancels != nullptr ? cancels->load(std::memory_order_acquire) : 0;
   auto next_check = start + std::chrono::milliseconds(20);
   auto pause = std::chrono::microseconds(50);
   for (;;) {
@@ -140,6 +144,10 @@ template <typename Attempt>
     if (timeout_seconds >= 0.0 &&
         std::chrono::duration<double>(now - start).count() >= timeout_seconds) {
       return false;
+    }
+    if (cancels != nullptr && cancels->load(std::memory_order_acquire) != cancels_at_start) {
+      throw WaitCancelled("a call waiting for the rate limiter was cancelled (the buffer is being "
+                          "closed)");
     }
     if (now >= next_check) {
       next_check = now + std::chrono::milliseconds(20);

@@ -36,6 +36,10 @@ inline constexpr bool kCanListShared = false;
 class Region {
  public:
   enum class Access : std::uint8_t { kReadWrite, kReadOnly };
+  // Whose regions attach_shared accepts: only those owned by this process's effective uid (so a
+  // user who pre-created the name cannot read or inject transitions), or anyone's (an explicit
+  // opt-in for sharing across users, and for read-only inspection).
+  enum class Owner : std::uint8_t { kSelf, kAnyone };
 
   // Maps `bytes` of zero-filled private memory. Pages are committed lazily by the OS as they are
   // first written. Throws CapacityError when `bytes` exceeds this machine's physical memory or the
@@ -45,20 +49,26 @@ class Region {
   // Creates the shared-memory object `name` holding `bytes` zero bytes, with permissions exactly
   // `mode` (the umask does not narrow them), and maps it. The region removes the name when it is
   // destroyed, in the process that created it only (not in a child that inherited it through
-  // fork), unless keep_name() was called. Pages are committed lazily. Throws
+  // fork), unless keep_name() was called, and only while the name still refers to this object
+  // (not to one someone else created under the same name since). On Linux every page is
+  // committed here (posix_fallocate), so the region exists whole or not at all: writing to it
+  // later can never die with SIGBUS because /dev/shm filled up. Elsewhere pages are committed
+  // lazily (macOS backs shared memory with ordinary memory, not a size-limited tmpfs). Throws
   // std::invalid_argument for an invalid name; SharedMemoryError with EEXIST when the name
   // exists, EACCES when it may not be created; CapacityError when `bytes` exceeds physical memory
-  // or, on Linux, the free space of /dev/shm (where writing past it would kill the process with
-  // SIGBUS later). Thread-safe.
+  // or, on Linux, what /dev/shm can hold (its message names /dev/shm and Docker's --shm-size).
+  // Thread-safe.
   [[nodiscard]] static Region create_shared(std::string_view name, std::size_t bytes,
                                             std::uint32_t mode = 0600);
 
   // Maps all of the existing shared-memory object `name` (its size as it is now; a size of 0,
   // which a creator that has not sized it yet leaves, gives an empty region). Throws
   // std::invalid_argument for an invalid name, SharedMemoryError with ENOENT when there is no
-  // such object and EACCES when this process may not open it with `access`. Thread-safe.
+  // such object, EACCES when this process may not open it with `access`, and EPERM (naming the
+  // owner's uid and this process's) when `owner` is kSelf and another user owns it. Thread-safe.
   [[nodiscard]] static Region attach_shared(std::string_view name,
-                                            Access access = Access::kReadWrite);
+                                            Access access = Access::kReadWrite,
+                                            Owner owner = Owner::kSelf);
 
   Region(Region&& other) noexcept;
   Region& operator=(Region&& other) noexcept;
@@ -79,10 +89,15 @@ class Region {
   // Permission bits and owner of the shared-memory object when it was opened (0 for private).
   [[nodiscard]] std::uint32_t mode() const noexcept { return mode_; }
   [[nodiscard]] std::uint32_t owner_uid() const noexcept { return owner_uid_; }
+  // A descriptor of the shared-memory object, open (close-on-exec) for as long as the region is
+  // mapped, with the access it was mapped with; -1 for private regions. Valid until the region is
+  // destroyed or moved from; never close it. Thread-safe.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
 
-  // Removes the name now, if this region owns it; the mapping stays valid and other processes
-  // keep theirs, but no process can attach any more. Returns whether it removed it. Not
-  // thread-safe (call it from one thread).
+  // Removes the name now, if this region owns it and the name still refers to this region's
+  // object (its device and inode, recorded at creation); the mapping stays valid and other
+  // processes keep theirs, but no process can attach any more. Returns whether it removed it.
+  // Not thread-safe (call it from one thread).
   bool unlink_name() noexcept;
   // Leaves the name in place when the region is destroyed. Not thread-safe.
   void keep_name() noexcept { owns_name_ = false; }
@@ -98,6 +113,11 @@ class Region {
   std::int64_t creator_pid_ = 0;
   std::uint32_t mode_ = 0;
   std::uint32_t owner_uid_ = 0;
+  int fd_ = -1;
+  // The object's identity (st_dev, st_ino) when created here: unlink_name removes the name only
+  // while it still refers to it.
+  std::uint64_t device_ = 0;
+  std::uint64_t inode_ = 0;
 };
 
 // Physical memory of this machine in bytes (0 if the OS does not say).

@@ -92,9 +92,11 @@ class ReplayBuffer {
 
   // Attaches to the shared buffer `name` made by a ReplayBuffer of the same Observation and
   // Action types (in any process). Throws as Buffer::attach, and InvalidRegionError when the
-  // region's fields are not this type's.
-  [[nodiscard]] static ReplayBuffer attach(std::string_view name) {
-    Buffer buffer = Buffer::attach(name);
+  // region's fields are not this type's. `owner`: as Buffer::attach (another user's region is
+  // refused unless Region::Owner::kAnyone).
+  [[nodiscard]] static ReplayBuffer attach(std::string_view name,
+                                           Region::Owner owner = Region::Owner::kSelf) {
+    Buffer buffer = Buffer::attach(name, std::chrono::seconds(2), owner);
     if (buffer.schema() != schema()) {
       throw InvalidRegionError("shared buffer '" + std::string(name) + "' holds fields (" +
                                buffer.schema().field_names() +

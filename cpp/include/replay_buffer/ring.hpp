@@ -43,12 +43,24 @@ struct FieldCopy {
 };
 using CopyPlan = std::span<const FieldCopy>;
 
-// The keys live at one moment: [first, end), at most capacity of them.
+// The keys live at one moment: [first, end), at most capacity of them, with where the first and
+// the last of them sit in the ring (computed once per snapshot, so that mapping a drawn key to
+// its slot costs no division).
 struct LiveKeys {
   std::uint64_t base;   // the first key not cleared
   std::uint64_t first;  // the oldest key not overwritten: max(base, end - capacity)
   std::uint64_t end;    // keys handed out so far
+  std::size_t first_slot = 0;        // first mod capacity
+  std::uint64_t first_lap = 0;       // first / capacity
+  std::size_t last_slot = 0;         // (end - 1) mod capacity, when end >= 1
+  std::uint64_t last_lap_start = 0;  // end - 1 - last_slot
   [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(end - first); }
+};
+
+// Where a key's row sits: its slot and its lap.
+struct SlotLap {
+  std::size_t slot;
+  std::uint64_t lap;
 };
 
 class Ring {
@@ -71,32 +83,52 @@ class Ring {
   [[nodiscard]] std::uint64_t base_key() const noexcept;
 
   // Hands out `count` consecutive keys and returns the first, after `limit` admits them (waiting
-  // as it says; `sampled` is the count of sampled items it compares with). Throws
-  // RateLimitTimeout after the limit's timeout and std::invalid_argument for a batch the limit
-  // could never admit. Thread- and process-safe; lock-free without a ratio limit.
+  // as it says, with inserts and samples counted since the last clear). Throws RateLimitTimeout
+  // after the limit's timeout, WaitCancelled when `cancels` moves, and std::invalid_argument for
+  // a batch the limit could never admit. Thread- and process-safe; lock-free without a ratio
+  // limit.
   [[nodiscard]] std::uint64_t claim(std::size_t count, const RateLimit& limit,
-                                    const std::uint64_t& sampled);
+                                    const std::atomic<std::uint64_t>* cancels = nullptr);
+  // Items sampled since the last clear (what the rate limiter compares). Thread-safe.
+  [[nodiscard]] std::uint64_t sampled_since_clear() const noexcept;
 
-  // Claims key's slot for key's lap, marking its sequence word odd with this writer's id, and
-  // returns true; false when a newer lap already holds the slot (this row would be overwritten at
-  // once: skip it). Waits for another live writer of the slot; takes the slot over from one whose
-  // process died mid-write. Thread- and process-safe.
-  [[nodiscard]] bool begin_write(std::uint64_t key) noexcept;
+  // The word this process marks the slots it writes with (claims a writer entry on first use in a
+  // shared region). Thread-safe.
+  [[nodiscard]] sync::SeqWord writer_word() { return writer_.word(); }
+  // Claims `at` (a key's slot and lap), marking its sequence word with `mine` (writer_word()),
+  // and returns true; false when a newer lap already holds the slot (this row would be
+  // overwritten at once: skip it). Waits for another live writer of the slot; takes the slot
+  // over from one whose process died mid-write. Thread- and process-safe.
+  [[nodiscard]] bool begin_write(SlotLap at, sync::SeqWord mine) noexcept;
   // Copies `rows` rows, starting at row first_row of `columns`, into consecutive slots from
   // first_slot (which the caller holds). Thread-safe for slots the caller holds.
   void write(std::span<const FieldBytes> columns, std::size_t first_row, std::size_t first_slot,
              std::size_t rows) noexcept;
-  // Publishes key's row (release): readers may return it from now on. Caller holds the slot.
-  void end_write(std::uint64_t key) noexcept;
+  // Publishes the row at `at` (release): readers may return it from now on. Caller holds the slot.
+  void end_write(SlotLap at) noexcept;
 
-  // The newest key that slot `slot` can hold among `live` (its expected occupant). Pure.
-  [[nodiscard]] std::uint64_t newest_key_of(std::size_t slot, const LiveKeys& live) const noexcept;
+  // Where `key` sits: without a division when key lies within a capacity of live.first. Pure.
+  [[nodiscard]] SlotLap locate(std::uint64_t key, const LiveKeys& live) const noexcept {
+    if (key >= live.first && key - live.first < capacity_) {
+      std::size_t slot = live.first_slot + static_cast<std::size_t>(key - live.first);
+      std::uint64_t lap = live.first_lap;
+      if (slot >= capacity_) {
+        slot -= capacity_;
+        ++lap;
+      }
+      return {slot, lap};
+    }
+    return {slot_of(key), lap_of(key)};
+  }
+  [[nodiscard]] SlotLap locate(std::uint64_t key) const noexcept {
+    return {slot_of(key), lap_of(key)};
+  }
   // Copies the row in the slot of `key` into row `row` of the plan's outputs when it is whole and
   // not cleared, and reports whose row it is in `actual` (key itself, or another lap of that
   // slot: an older one whose successor is still being written, or a newer one written since
   // `live` was taken). False when the slot is mid-write, unwritten, cleared, or changed during
   // the copy. Thread- and process-safe, lock-free.
-  [[nodiscard]] bool try_read(std::uint64_t key, std::uint64_t base, CopyPlan plan,
+  [[nodiscard]] bool try_read(std::uint64_t key, const LiveKeys& live, CopyPlan plan,
                               std::size_t row, std::uint64_t& actual) const noexcept;
   // Copies the rows of exactly `keys` (keys[i] into row first_row + i of the plan's outputs),
   // validated together: true only if every row was published for that very key, is not cleared,
@@ -111,8 +143,9 @@ class Ring {
   // Starts loading a slot's sequence word and the plan's rows of it into the cache.
   void prefetch(std::size_t slot, CopyPlan plan) const noexcept;
 
-  // Forgets every row: moves the base key up to the key counter. One atomic store; thread- and
-  // process-safe (adds that overlap it are cleared or kept by their keys).
+  // Forgets every row: moves the base key up to the key counter (one atomic compare-exchange),
+  // then restarts the rate limiter's count of sampled items. Thread- and process-safe (adds that
+  // overlap it are cleared or kept by their keys).
   void clear() noexcept;
 
   // Field i's column: capacity rows in slot order. Thread-safe.
@@ -124,10 +157,13 @@ class Ring {
   [[nodiscard]] std::atomic_ref<sync::SeqWord> word(std::size_t slot) const noexcept {
     return sync::seq_ref(seq_[slot]);
   }
-  // The key whose published row the even word `word` of `slot` holds, given a key `near` of that
-  // slot at most 2^30 laps away. Pure.
-  [[nodiscard]] std::int64_t key_in(sync::SeqWord word, std::size_t slot,
-                                    std::uint64_t near) const noexcept;
+  // The key whose published row the even word `word` of `at.slot` holds, given a lap `at.lap` of
+  // that slot at most 2^30 laps away; -1 for a slot never written. Pure.
+  [[nodiscard]] std::int64_t key_in(sync::SeqWord word, SlotLap at) const noexcept {
+    const std::int64_t lap = static_cast<std::int64_t>(at.lap) - sync::laps_behind(word, at.lap);
+    if (lap < 0) return -1;
+    return lap * static_cast<std::int64_t>(capacity_) + static_cast<std::int64_t>(at.slot);
+  }
   // Slots taken over from writers that died mid-write, since the region was made. Thread-safe.
   [[nodiscard]] std::uint64_t takeovers() const noexcept;
   [[nodiscard]] WriterRegistry* registry() noexcept { return writer_.registry(); }

@@ -17,6 +17,10 @@ inline constexpr std::size_t kMaxFieldNameLength = 63;
 inline constexpr std::size_t kMaxDims = 8;
 inline constexpr std::size_t kMaxFields = 64;
 
+// Whether `name` may name a field: 1 to kMaxFieldNameLength characters from [A-Za-z0-9_.-].
+// Thread-safe (pure); O(length).
+[[nodiscard]] bool is_valid_field_name(std::string_view name) noexcept;
+
 // One named field of a transition, e.g. {"obs", kUInt8, {84, 84, 4}}. An empty shape is a scalar.
 struct Field {
   std::string name;
@@ -30,12 +34,17 @@ struct Field {
   // Throws std::invalid_argument naming the field, the row and the value when a value of `rows`
   // (bytes of whole rows of this field) lies outside [0, num_values). O(values); nothing to do
   // when num_values is 0. Thread-safe.
-  void check_values(std::span<const std::byte> rows) const;
+  void check_values(std::span<const std::byte> rows) const {
+    if (num_values != 0) check_values_slow(rows);
+  }
   [[nodiscard]] std::size_t row_bytes() const noexcept { return elements() * dtype_size(dtype); }
   // "float32[84, 84, 4]" / "float32 scalar": how errors name a field's type and shape.
   [[nodiscard]] std::string describe() const;
 
   friend bool operator==(const Field&, const Field&) = default;
+
+ private:
+  void check_values_slow(std::span<const std::byte> rows) const;
 };
 
 // An ordered, validated list of fields. Immutable once built; safe to share between threads.

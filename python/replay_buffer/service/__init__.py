@@ -1,6 +1,6 @@
 """The replay service: serve a buffer over Unix and TCP sockets, and use it from anywhere.
 
-- ``replay-buffer serve`` (:mod:`replay_buffer.service.cli`) runs the server.
+- ``replay-buffer serve`` (:mod:`replay_buffer.tools.serve`) runs the server.
 - :func:`connect` returns a client with :class:`~replay_buffer.ReplayBuffer`'s methods;
   :func:`replay_buffer.aio.connect` is the same with coroutines.
 - ``docs/protocol.md`` specifies the wire format, for clients in other languages.

@@ -84,3 +84,21 @@ def open_socket(address: Address, timeout: float | None) -> socket.socket:
     sock = socket.create_connection((address.host, address.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def connect_error(url: str, exc: BaseException) -> BaseException:
+    """Return ``exc`` as an error of the same type whose message names ``url``.
+
+    ``ConnectionRefusedError: [Errno 111] Connection refused`` does not say where; a client that
+    fails to connect says ``cannot connect to tcp://host:port: Connection refused``.
+    """
+    if url in str(exc):
+        return exc
+    errno = getattr(exc, "errno", None)
+    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    try:
+        if isinstance(exc, OSError) and errno is not None:
+            return type(exc)(errno, f"cannot connect to {url}: {detail}")
+        return type(exc)(f"cannot connect to {url}: {detail}")
+    except Exception:  # a type that cannot be rebuilt from a message
+        return ConnectionError(f"cannot connect to {url}: {detail}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from replay_buffer.service import codec
 from replay_buffer.service import protocol as p
-from replay_buffer.service.address import Address, parse_address
+from replay_buffer.service.address import Address, connect_error, parse_address
 
 _STAGING_BYTES = 64 * 1024
 _JOIN_BELOW = 64 * 1024  # smaller requests are joined into one send; larger go part by part
@@ -62,15 +62,26 @@ class AsyncClient(codec.HandshakeView):
         return await self._request(p.MsgType.ADD_BATCH, codec.add_batch(self.schema, arrays, named))
 
     async def sample(
-        self, batch_size: int, beta: float | None = None, *, fields: list[str] | None = None
+        self,
+        batch_size: int,
+        beta: float | None = None,
+        *,
+        fields: list[str] | None = None,
+        with_priorities: bool = False,
     ) -> dict[str, np.ndarray]:
         """Sample ``batch_size`` transitions: one array per field, ``indices`` (and ``weights``).
 
         ``beta`` is passed on for prioritized strategies; ``fields`` limits the reply to some
-        fields.
+        fields; ``with_priorities`` adds each row's stored priority, as the sync client's.
         """
-        request = codec.sample(self.schema, batch_size, beta, fields)
+        request = codec.sample(self.schema, batch_size, beta, fields, with_priorities)
         return await self._request(p.MsgType.SAMPLE, [request])
+
+    async def priority_mass(self) -> tuple[int, int, float, float]:
+        """Return ``(size, next_key, total_priority, min_priority)``, as the sync client's."""
+        if "priority_mass" not in self.schema.info.get("features", ()):
+            raise ValueError("this server does not offer priority_mass (an older version)")
+        return await self._request(p.MsgType.PRIORITY_MASS, [])  # type: ignore[no-any-return]
 
     async def sample_into(
         self, out: dict[str, np.ndarray], beta: float | None = None
@@ -249,7 +260,9 @@ async def _open(address: Address, timeout: float) -> socket.socket:
             await asyncio.wait_for(loop.sock_connect(sock, target), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             sock.close()
-            error = exc if isinstance(exc, OSError) else TimeoutError(f"connecting to {address}")
+            error = (
+                exc if isinstance(exc, OSError) else TimeoutError(f"timed out after {timeout} s")
+            )
             continue
         if family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -276,13 +289,21 @@ async def connect(
 
     Raises:
         PermissionError: the server wants a token and this one is wrong or missing.
-        ConnectionError: nothing listens there, or the handshake failed.
+        OSError: nothing listens there (ConnectionRefusedError, FileNotFoundError for a Unix
+            socket), or the handshake failed (ConnectionError). Every such error names ``url``.
 
     """
-    sock = await _open(parse_address(url), connect_timeout)
+    address = parse_address(url)
+    try:
+        sock = await _open(address, connect_timeout)
+    except (OSError, RuntimeError) as exc:
+        raise connect_error(url, exc) from exc
     client = AsyncClient(url, sock, timeout)
     try:
         await client._handshake(token)
+    except (OSError, RuntimeError) as exc:
+        await client.close()
+        raise connect_error(url, exc) from exc
     except BaseException:
         await client.close()
         raise

@@ -17,7 +17,7 @@ import numpy as np
 
 from replay_buffer.service import codec
 from replay_buffer.service import protocol as p
-from replay_buffer.service.address import open_socket, parse_address
+from replay_buffer.service.address import connect_error, open_socket, parse_address
 
 _STAGING_BYTES = 64 * 1024
 
@@ -78,15 +78,28 @@ class Client(codec.HandshakeView):
         self._closed = False
         self._broken: BaseException | None = None
         self._schema: codec.RemoteSchema | None = None
-        self._sock = open_socket(self._address, connect_timeout)
+        try:
+            self._sock = open_socket(self._address, connect_timeout)
+        except (OSError, RuntimeError) as exc:
+            self._closed = True
+            raise connect_error(url, exc) from exc
         try:
             self._sock.settimeout(timeout)
             reply = self._call(p.MsgType.HELLO, [codec.hello(token)], True)
             self._schema = codec.RemoteSchema.from_hello(reply)
+        except (OSError, RuntimeError) as exc:
+            self._sock.close()
+            self._closed = True
+            raise connect_error(url, exc) from exc
         except BaseException:
             self._sock.close()
             self._closed = True
             raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed: by :meth:`close`, or broken (lost, timed out)."""
+        return self._closed
 
     # what the server told us
 
@@ -114,14 +127,17 @@ class Client(codec.HandshakeView):
         beta: float | None = None,
         *,
         fields: list[str] | None = None,
+        with_priorities: bool = False,
         wait: bool = True,
     ) -> Any:
         """Sample ``batch_size`` transitions: one array per field, ``indices`` (and ``weights``).
 
         ``beta`` is passed on for prioritized strategies. ``fields`` limits the reply to some
-        fields, to save bandwidth. With ``wait=False`` return a :class:`Pending`.
+        fields, to save bandwidth. ``with_priorities`` adds ``priorities``, each row's stored
+        priority (float64; 1 on a uniform buffer), from which a caller sampling several buffers
+        computes weights from global figures. With ``wait=False`` return a :class:`Pending`.
         """
-        request = codec.sample(self.schema, batch_size, beta, fields)
+        request = codec.sample(self.schema, batch_size, beta, fields, with_priorities)
         return self._call(p.MsgType.SAMPLE, [request], wait)
 
     def sample_into(self, out: dict[str, np.ndarray], beta: float | None = None) -> dict:
@@ -164,6 +180,17 @@ class Client(codec.HandshakeView):
     def next_key(self) -> int:
         """Return the key the next added transition will get."""
         return int(self._call(p.MsgType.SIZE, [], True)[1])
+
+    def priority_mass(self, *, wait: bool = True) -> Any:
+        """Return ``(size, next_key, total_priority, min_priority)`` read on the server.
+
+        ``total_priority`` is the sum of the stored priorities (the size for a uniform buffer),
+        ``min_priority`` the smallest positive one (1 for uniform; inf when there is none).
+        ``ValueError`` for a rank-based buffer, and from a server too old to offer it.
+        """
+        if "priority_mass" not in self.schema.info.get("features", ()):
+            raise ValueError("this server does not offer priority_mass (an older version)")
+        return self._call(p.MsgType.PRIORITY_MASS, [], wait)
 
     def clear(self) -> None:
         """Forget every transition (the server waits for running adds first)."""
@@ -362,7 +389,8 @@ def connect(
 
     Raises:
         PermissionError: the server wants a token and this one is wrong or missing.
-        ConnectionError: nothing listens there, or the handshake failed.
+        OSError: nothing listens there (ConnectionRefusedError, FileNotFoundError for a Unix
+            socket), or the handshake failed (ConnectionError). Every such error names ``url``.
 
     """
     return Client(url, token=token, timeout=timeout, connect_timeout=connect_timeout)

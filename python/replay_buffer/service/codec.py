@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-import replay_buffer
+from replay_buffer._version import __version__
 from replay_buffer.service import protocol as p
-from replay_buffer.service.config import TOKEN_ENV
+
+#: The environment variable a client reads the server's token from when given none.
+TOKEN_ENV = "REPLAY_BUFFER_TOKEN"
 
 Parts = list[bytes | memoryview]
 _INT64 = (-(2**63), 2**63)
@@ -105,7 +107,7 @@ class HandshakeView:
 
 def hello(token: str | None) -> bytes:
     """Encode the handshake request; the token defaults to ``$REPLAY_BUFFER_TOKEN``."""
-    request: dict[str, Any] = {"client": f"replay_buffer-python/{replay_buffer.__version__}"}
+    request: dict[str, Any] = {"client": f"replay_buffer-python/{__version__}"}
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None:
         request["token"] = token
@@ -204,9 +206,13 @@ def _check_frame(schema: RemoteSchema, parts: Parts, what: str) -> None:
 
 
 def sample(
-    schema: RemoteSchema, batch_size: Any, beta: float | None, names: Sequence[str] | None
+    schema: RemoteSchema,
+    batch_size: Any,
+    beta: float | None,
+    names: Sequence[str] | None,
+    with_priorities: bool = False,
 ) -> bytes:
-    """Encode a SAMPLE request for all fields, or only ``names``."""
+    """Encode a SAMPLE request for all fields, or only ``names`` (plus each row's priority)."""
     try:
         rows = operator.index(batch_size)
     except TypeError:
@@ -218,11 +224,14 @@ def sample(
         if name not in schema.fields:
             raise KeyError(f"no field named {name!r}; fields are {', '.join(schema.names)}")
         mask |= 1 << schema.names.index(name)
+    flags = p.SAMPLE_WITH_PRIORITIES if with_priorities else 0
+    if with_priorities and "sample_priorities" not in schema.info.get("features", ()):
+        raise ValueError("this server does not offer sample priorities (an older version)")
     if beta is None:
-        return p.SAMPLE_REQUEST.pack(rows, 0, 0, 0.0, mask)
+        return p.SAMPLE_REQUEST.pack(rows, flags, 0, 0.0, mask)
     if not isinstance(beta, numbers.Real):
         raise TypeError(f"beta must be a float, got {type(beta).__name__}")
-    return p.SAMPLE_REQUEST.pack(rows, p.SAMPLE_HAS_BETA, 0, float(beta), mask)
+    return p.SAMPLE_REQUEST.pack(rows, flags | p.SAMPLE_HAS_BETA, 0, float(beta), mask)
 
 
 def sample_into_fields(schema: RemoteSchema, out: Mapping[str, Any]) -> tuple[int, list[str]]:
@@ -285,6 +294,8 @@ def decode_reply(msg_type: int, payload: memoryview) -> Any:
         return {name: value for name, value, _ in p.decode_arrays(payload)}
     if msg_type == p.MsgType.SIZE:
         return _unpack(p.SIZE_REPLY, payload)
+    if msg_type == p.MsgType.PRIORITY_MASS:
+        return _unpack(p.MASS_REPLY, payload)
     if msg_type in (p.MsgType.HELLO, p.MsgType.INFO, p.MsgType.STATS):
         return p.decode_json(payload)
     if len(payload):

@@ -12,15 +12,14 @@ import asyncio
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any, Protocol
 
 import numpy as np
 
 from replay_buffer.service import protocol as p
 from replay_buffer.service.handlers import Reply
-
-if TYPE_CHECKING:
-    from replay_buffer.service.server import ReplayServer
+from replay_buffer.service.stats import ServerStats
 
 log = logging.getLogger("replay_buffer.service")
 
@@ -28,13 +27,40 @@ STAGING_BYTES = 96 * 1024  # per connection: small frames are parsed from here
 DIRECT_MIN_BYTES = 32 * 1024  # payloads this long are received into a buffer of their own
 JOIN_BELOW_BYTES = 64 * 1024  # smaller replies go out as one joined write
 _REQUESTS = frozenset(t for t in p.MsgType if t != p.MsgType.ERROR)
+_KINDS = {t: t.name.lower() for t in _REQUESTS}  # what the stats call each request type
 _FAIL = -1  # a queue item: the connection broke the protocol; answer with an error and close
+
+# A queued request: type, id, payload, when its last byte arrived, its frame's size.
+_Item = tuple[int, int, Any, float, int]
+
+
+class Host(Protocol):
+    """What a connection needs from its server (:class:`~replay_buffer.service.ReplayServer`)."""
+
+    stats: ServerStats
+    limits: p.Limits
+    handshake_timeout: float
+
+    def register(self, connection: Connection) -> str | None:
+        """Count a new connection in; return why it is refused instead, or None."""
+
+    def unregister(self, connection: Connection) -> bool:
+        """Forget a connection; return whether :meth:`register` had counted it in."""
+
+    def max_payload(self, msg_type: int) -> int:
+        """Return the largest payload a request of this type may have."""
+
+    def hello(self, payload: bytes) -> Reply:
+        """Check a handshake and describe the buffer; raises PermissionError for a bad token."""
+
+    async def dispatch(self, msg_type: int, payload: bytes) -> Reply:
+        """Run one authenticated request; raises what the buffer raises."""
 
 
 class Connection(asyncio.BufferedProtocol):
     """One client connection: frames in, replies out, in order."""
 
-    def __init__(self, server: ReplayServer) -> None:
+    def __init__(self, server: Host) -> None:
         """Serve one connection of ``server``; asyncio calls the rest."""
         self._server = server
         self._staging = bytearray(STAGING_BYTES)
@@ -45,7 +71,7 @@ class Connection(asyncio.BufferedProtocol):
         self._direct_view = memoryview(b"")
         self._direct_filled = 0
         self._direct_header = (0, 0)
-        self._queue: asyncio.Queue[tuple[int, int, Any] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._authenticated = False
         self._hello_seen = False
         self._held = False  # not parsing: waiting for the handshake, a full queue, or shutdown
@@ -56,7 +82,7 @@ class Connection(asyncio.BufferedProtocol):
         # Replies wait here for the writer, so the next request runs while one is being sent.
         # One slot: with one reply sending, one waiting and one being made, the core's three
         # reusable sample blocks suffice and no batch needs fresh memory.
-        self._replies: asyncio.Queue[tuple[int, int, Any] | None] = asyncio.Queue(maxsize=1)
+        self._replies: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=1)
         self._worker: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -69,15 +95,14 @@ class Connection(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         server = self._server
-        server.counters.connections_total += 1
-        if len(server.connections) >= server.max_connections:
-            message = f"the server is at its limit of {server.max_connections} connections"
+        refusal = server.register(self)
+        if refusal is not None:
+            server.stats.connection_refused()
             self._stopped = True
-            transport.write(self._error_frame(0, p.ServiceError(message)))
+            transport.write(self._error_frame(0, p.ServiceError(refusal)))
             transport.close()
             return
-        server.connections.add(self)
-        server.counters.connections += 1
+        server.stats.connection_opened()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(server.handshake_timeout, self._handshake_expired)
         self._worker = loop.create_task(self._work())
@@ -85,9 +110,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Let the worker finish what it is doing and stop."""
-        if self in self._server.connections:
-            self._server.connections.discard(self)
-            self._server.counters.connections -= 1
+        if self._server.unregister(self):
+            self._server.stats.connection_closed()
         self._stopped = True
         self._direct = None
         if self._timer:
@@ -110,8 +134,7 @@ class Connection(asyncio.BufferedProtocol):
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        """Count the bytes and hand every complete frame to the worker."""
-        self._server.counters.bytes_in += nbytes
+        """Take the bytes in and hand every complete frame to the worker."""
         if self._direct is not None:
             self._direct_filled += nbytes
             if self._direct_filled == len(self._direct):
@@ -179,13 +202,14 @@ class Connection(asyncio.BufferedProtocol):
             raise p.ProtocolError("HELLO may only be sent once")
         if msg_type not in _REQUESTS:
             raise p.ProtocolError(f"unknown message type {msg_type:#x}")
-        limit = self._server.handlers.max_payload(msg_type)
+        limit = self._server.max_payload(msg_type)
         if length > limit or length > self._server.limits.max_frame_bytes:
             name = p.MsgType(msg_type).name
             raise p.ProtocolError(f"{name} payload of {length} bytes is over the limit of {limit}")
 
     def _enqueue(self, msg_type: int, request_id: int, payload: Any) -> None:
-        self._queue.put_nowait((msg_type, request_id, payload))
+        size = p.HEADER_SIZE + len(payload)
+        self._queue.put_nowait((msg_type, request_id, payload, time.perf_counter(), size))
         if msg_type == p.MsgType.HELLO:
             self._hello_seen = True
             self._hold()  # nothing more is read until the client has proved who it is
@@ -208,7 +232,7 @@ class Connection(asyncio.BufferedProtocol):
         self._stopped = True
         if self._transport and not self._transport.is_closing():
             self._transport.pause_reading()
-        self._queue.put_nowait((_FAIL, request_id, exc))
+        self._queue.put_nowait((_FAIL, request_id, exc, time.perf_counter(), p.HEADER_SIZE))
 
     def _handshake_expired(self) -> None:
         if not self._authenticated and self._transport:
@@ -224,11 +248,12 @@ class Connection(asyncio.BufferedProtocol):
                 item = await self._queue.get()
                 if item is None or self._transport is None or self._transport.is_closing():
                     break
-                msg_type, request_id, payload = item
+                msg_type, request_id, payload, arrived, size = item
                 if msg_type == _FAIL:
                     await self._replies.put(item)
                     break
-                await self._replies.put((msg_type, request_id, await self._run(msg_type, payload)))
+                result = await self._run(msg_type, payload)
+                await self._replies.put((msg_type, request_id, result, arrived, size))
                 if not self._authenticated:
                     break
                 if self._held and self._queue.qsize() < self._server.limits.max_in_flight:
@@ -240,15 +265,13 @@ class Connection(asyncio.BufferedProtocol):
         """Send the results in order, then close the connection."""
         try:
             while (item := await self._replies.get()) is not None:
-                msg_type, request_id, result = item
+                msg_type, request_id, result, arrived, size = item
                 if self._transport is None or self._transport.is_closing():
                     continue  # the client is gone; drain what the worker still hands over
                 if msg_type == _FAIL:
                     log.info("closing a connection: %s", result)
-                    self._server.counters.errors += 1
-                    self._write(self._error_frame(request_id, result))
-                else:
-                    await self._answer(msg_type, request_id, result)
+                sent = await self._answer(msg_type, request_id, result)
+                self._report(msg_type, result, size, sent, arrived)
                 await self._writable.wait()
         finally:
             if self._transport and not self._transport.is_closing():
@@ -268,21 +291,33 @@ class Connection(asyncio.BufferedProtocol):
         except Exception as exc:  # every error goes back to the client, typed
             return exc
 
-    async def _answer(self, msg_type: int, request_id: int, result: Reply | BaseException) -> None:
-        counters = self._server.counters
-        counters.requests += 1
+    async def _answer(self, msg_type: int, request_id: int, result: Reply | BaseException) -> int:
+        """Send a reply or an error frame; return its size."""
         if isinstance(result, BaseException):
-            counters.errors += 1
-            self._write(self._error_frame(request_id, result))
-            return
-        counters.inserts += result.inserts
-        counters.samples += result.samples
+            frame = self._error_frame(request_id, result)
+            self._write(frame)
+            return len(frame)
         length = p.arrays_nbytes(result.parts)
         header = p.pack_header(msg_type | p.RESPONSE_BIT, request_id, length)
         if length < JOIN_BELOW_BYTES:
             self._write(b"".join([header, *result.parts]))
         else:
             await self._send_large([header, *result.parts])
+        return p.HEADER_SIZE + length
+
+    def _report(
+        self, msg_type: int, result: Reply | BaseException, size: int, sent: int, arrived: float
+    ) -> None:
+        """Tell the server's stats about one answered frame."""
+        failed = isinstance(result, BaseException)
+        self._server.stats.request(
+            _KINDS.get(msg_type, "invalid"),
+            bytes_in=size,
+            bytes_out=sent,
+            seconds=time.perf_counter() - arrived,
+            error_type=p.error_type(result).__name__ if failed else None,
+            rows=0 if failed else result.rows,
+        )
 
     async def _send_large(self, parts: list[bytes | memoryview]) -> None:
         """Send a big reply from its arrays, sparing the copy into the transport's buffer.
@@ -303,14 +338,12 @@ class Connection(asyncio.BufferedProtocol):
         try:
             for part in parts:
                 await loop.sock_sendall(self._sender, part)
-                self._server.counters.bytes_out += len(part)
         except OSError:
             transport.abort()  # the client is gone mid-reply
 
     def _write(self, data: bytes | memoryview) -> None:
         if self._transport is None or self._transport.is_closing():
             return  # the client is gone; what it asked for is done, the answer has nowhere to go
-        self._server.counters.bytes_out += len(data) if isinstance(data, bytes) else data.nbytes
         self._transport.write(data)
 
     @staticmethod

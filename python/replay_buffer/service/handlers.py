@@ -7,29 +7,30 @@ here touches a socket.
 
 from __future__ import annotations
 
+import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import replay_buffer
-from replay_buffer.buffer import ReplayBuffer
+from replay_buffer._version import __version__
 from replay_buffer.service import protocol as p
+
+if TYPE_CHECKING:
+    from replay_buffer.buffer import ReplayBuffer
 
 Parts = list[bytes | memoryview]
 
 
 @dataclass
 class Reply:
-    """A handler's result: the payload buffers and what the request did, for the status line."""
+    """A handler's result: the payload buffers, and how many transitions it added or sampled."""
 
     parts: Parts
-    inserts: int = 0
-    samples: int = 0
+    rows: int = 0
 
 
 class _ClearGate:
@@ -72,21 +73,6 @@ class _ClearGate:
                 self._cond.notify_all()
 
 
-@dataclass
-class Counters:
-    """Totals since the server started, kept on the event loop thread."""
-
-    started: float = field(default_factory=time.monotonic)
-    inserts: int = 0
-    samples: int = 0
-    requests: int = 0
-    errors: int = 0
-    connections: int = 0
-    connections_total: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-
-
 class Handlers:
     """The request handlers of one served buffer.
 
@@ -114,6 +100,7 @@ class Handlers:
             p.MsgType.UPDATE_PRIORITIES: self.update_priorities,
             p.MsgType.SIZE: self.size,
             p.MsgType.CLEAR: self.clear,
+            p.MsgType.PRIORITY_MASS: self.priority_mass,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -121,7 +108,7 @@ class Handlers:
         config = asdict(self.buffer.config)
         return {
             "protocol": p.VERSION,
-            "server": f"replay_buffer/{replay_buffer.__version__}",
+            "server": f"replay_buffer/{__version__}",
             "fields": [
                 {
                     "name": name,
@@ -136,11 +123,18 @@ class Handlers:
             "config": config,
             "shm_name": self.shm_name,
             "limits": asdict(self.limits),
+            "features": list(p.FEATURES),
         }
 
     def max_payload(self, msg_type: int) -> int:
         """Return the largest payload a request type can need; longer ones are refused unread."""
-        if msg_type in (p.MsgType.INFO, p.MsgType.STATS, p.MsgType.SIZE, p.MsgType.CLEAR):
+        if msg_type in (
+            p.MsgType.INFO,
+            p.MsgType.STATS,
+            p.MsgType.SIZE,
+            p.MsgType.CLEAR,
+            p.MsgType.PRIORITY_MASS,
+        ):
             return 0
         if msg_type == p.MsgType.SAMPLE:
             return p.SAMPLE_REQUEST.size
@@ -190,7 +184,7 @@ class Handlers:
         }
         with self._gate.adding():
             key = self.buffer.add(**named)
-        return Reply([p.U64.pack(key)], inserts=1)
+        return Reply([p.U64.pack(key)], rows=1)
 
     def add_batch(self, payload: memoryview) -> Reply:
         """ADD_BATCH: arrays with a leading batch axis."""
@@ -198,14 +192,14 @@ class Handlers:
         rows = self._check_rows(arrays)
         with self._gate.adding():
             first = self.buffer.add_batch(**arrays)
-        return Reply([p.U64.pack(first)], inserts=rows)
+        return Reply([p.U64.pack(first)], rows=rows)
 
     def sample(self, payload: memoryview) -> Reply:
         """SAMPLE: a batch of the requested fields, then ``indices`` (and ``weights``)."""
         if len(payload) != p.SAMPLE_REQUEST.size:
             raise p.ProtocolError(f"SAMPLE payload must be {p.SAMPLE_REQUEST.size} bytes")
         batch_size, flags, _, beta, mask = p.SAMPLE_REQUEST.unpack(payload)
-        if flags & ~p.SAMPLE_HAS_BETA:
+        if flags & ~p.SAMPLE_FLAGS:
             raise p.ProtocolError(f"bad SAMPLE flags {flags:#x}")
         if mask >> len(self._fields):
             raise p.ProtocolError(f"field mask {mask:#x} names fields the schema does not have")
@@ -227,8 +221,31 @@ class Handlers:
             batch = self.buffer.sample(batch_size)
         names = [self._field_names[i] for i in wanted]
         names += [name for name in batch if name not in self._field_set]
+        if flags & p.SAMPLE_WITH_PRIORITIES:
+            batch["priorities"] = self._sampled_priorities(batch["indices"])
+            names.append("priorities")
         parts = p.encode_arrays((name, batch[name], 0) for name in names)
-        return Reply(parts, samples=batch_size)
+        return Reply(parts, rows=batch_size)
+
+    def _sampled_priorities(self, keys: np.ndarray) -> np.ndarray:
+        """Each sampled row's stored priority (1 for a uniform buffer), read after the draw.
+
+        A row overwritten between the draw and this read (only under concurrent adds) has no
+        priority any more; it gets the buffer's smallest, i.e. the largest weight, 1.
+        """
+        if self.buffer.strategy == "uniform":
+            return np.ones(len(keys))
+        if self.buffer.strategy != "prioritized":
+            raise ValueError(
+                "sample priorities need strategy 'prioritized' or 'uniform': rank-based "
+                "probabilities do not compose across buffers (this one is "
+                f"{self.buffer.strategy!r})"
+            )
+        priorities = self.buffer.priorities(keys)
+        gone = np.isnan(priorities)
+        if gone.any():
+            priorities[gone] = self.buffer.priority_mass()[1]
+        return priorities
 
     def update_priorities(self, payload: memoryview) -> Reply:
         """UPDATE_PRIORITIES: ``indices``, and ``td_errors`` or ``priorities``; reply the count."""
@@ -247,6 +264,25 @@ class Handlers:
         """SIZE: how many transitions the buffer holds, and the next key."""
         return Reply([p.SIZE_REPLY.pack(self.buffer.size(), self.buffer.next_key())])
 
+    def priority_mass(self, payload: memoryview) -> Reply:
+        """PRIORITY_MASS: size, next key, the sum of the priorities and the smallest positive one.
+
+        A uniform buffer counts every transition as priority 1. Rank-based buffers refuse it:
+        their probabilities depend on ranks within the buffer, so they do not compose.
+        """
+        strategy = self.buffer.strategy
+        size, next_key = self.buffer.size(), self.buffer.next_key()
+        if strategy == "uniform":
+            total, smallest = float(size), (1.0 if size else math.inf)
+        elif strategy == "prioritized":
+            total, smallest = self.buffer.priority_mass()
+        else:
+            raise ValueError(
+                "PRIORITY_MASS needs strategy 'prioritized' or 'uniform': rank-based probabilities "
+                f"do not compose across buffers (this one is {strategy!r})"
+            )
+        return Reply([p.MASS_REPLY.pack(size, next_key, total, smallest)])
+
     def clear(self, payload: memoryview) -> Reply:
         """CLEAR: forget every transition, once running adds have finished."""
         with self._gate.clearing():
@@ -260,20 +296,4 @@ class Handlers:
             "size": self.buffer.size(),
             "next_key": self.buffer.next_key(),
             "region_bytes": self.buffer.region_bytes(),
-        }
-
-    def stats(self, counters: Counters) -> dict[str, Any]:
-        """STATS: the server's counters since it started."""
-        return {
-            "size": self.buffer.size(),
-            "capacity": self.buffer.capacity(),
-            "uptime_s": time.monotonic() - counters.started,
-            "inserts": counters.inserts,
-            "samples": counters.samples,
-            "requests": counters.requests,
-            "errors": counters.errors,
-            "connections": counters.connections,
-            "connections_total": counters.connections_total,
-            "bytes_in": counters.bytes_in,
-            "bytes_out": counters.bytes_out,
         }

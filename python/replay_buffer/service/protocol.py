@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from replay_buffer._core import CapacityError, EmptyBufferError
+from replay_buffer.errors import CapacityError, EmptyBufferError
 
 MAGIC = b"RB"
 VERSION = 1
@@ -39,9 +39,16 @@ SAMPLE_REQUEST = struct.Struct("<qIIdQ")  # batch size, flags, reserved, beta, f
 ERROR_HEAD = struct.Struct("<HHI")  # error code, type-name length, message length
 U64 = struct.Struct("<Q")
 SIZE_REPLY = struct.Struct("<QQ")  # size, next key
+MASS_REPLY = struct.Struct("<QQdd")  # size, next key, total priority, smallest positive priority
 
 SCALAR_FLAG = 1  # an ARRAY_HEAD flag: this 0-d array stands for a Python int/float/bool
 SAMPLE_HAS_BETA = 1  # a SAMPLE_REQUEST flag: beta is given
+SAMPLE_WITH_PRIORITIES = 2  # a SAMPLE_REQUEST flag: the reply adds each row's stored priority
+SAMPLE_FLAGS = SAMPLE_HAS_BETA | SAMPLE_WITH_PRIORITIES
+#: Optional requests a server offers, listed in its handshake reply under "features"; a client
+#: checks for one before using it (older servers of protocol 1 list none, and close a connection
+#: that sends a type they do not know).
+FEATURES = ("priority_mass", "sample_priorities")
 
 
 class MsgType(enum.IntEnum):
@@ -56,6 +63,7 @@ class MsgType(enum.IntEnum):
     STATS = 7
     SIZE = 8
     CLEAR = 9
+    PRIORITY_MASS = 10
     ERROR = 0xFF
 
 

@@ -1,17 +1,22 @@
 """The replay server: one buffer served over Unix and TCP sockets by an asyncio event loop.
 
 Each connection (:mod:`replay_buffer.service.connection`) reads frames as they arrive and
-answers them in order. Small requests run on the event loop; large ones run in a worker thread,
-where the C++ core copies with the GIL released, so one client's 14 MB batch does not hold up the
-others. Inserts and samples have separate thread pools, so samplers that wait (for a rate
-limiter, say) can never starve the inserts they wait for.
+answers them in order. A request runs on the event loop only when it is small and can never
+wait (a worker-thread handoff costs more than such a call); every other request runs in a worker
+thread of its lane, where the C++ core copies with the GIL released.
+
+A rate-limited add waits for samples, a sample waits for adds (or for the buffer to fill), and
+a clear waits for the adds in progress. The rule is that no request ever queues behind one it
+could release. So each lane holds one kind of request, and no kind can release a request of its
+own kind: adds release samples, samples release adds, updates never wait. However many requests
+wait in the insert lane, samples, updates and clears still get threads, and the event loop runs
+nothing that could wait at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import logging
 import os
@@ -21,20 +26,28 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-from replay_buffer.buffer import ReplayBuffer
 from replay_buffer.service import protocol as p
 from replay_buffer.service.address import Address, parse_address
 from replay_buffer.service.connection import Connection
-from replay_buffer.service.handlers import Counters, Handlers, Reply
+from replay_buffer.service.handlers import Handlers, Reply
+from replay_buffer.service.stats import ServerStats
+
+if TYPE_CHECKING:
+    from replay_buffer.buffer import ReplayBuffer
 
 log = logging.getLogger("replay_buffer.service")
 
-INLINE_MAX_BYTES = 64 * 1024  # requests moving less data than this run on the event loop
-# Buffer options known never to make add or sample wait. A buffer configured with anything else
-# (a rate limiter, say) may block in a call, so every call then goes to a worker thread: a call
-# that waited on the event loop would stall every client, and the inserts it waits for.
-_NEVER_BLOCKING_OPTIONS = frozenset(("capacity", "strategy", "seed", "alpha", "beta", "eps"))
+INLINE_MAX_BYTES = 64 * 1024  # requests moving less data than this may run on the event loop
+# The worker lane of each request that does not run on the event loop (see the module doc).
+LANES = {
+    p.MsgType.ADD: "insert",
+    p.MsgType.ADD_BATCH: "insert",
+    p.MsgType.SAMPLE: "sample",
+    p.MsgType.UPDATE_PRIORITIES: "update",
+    p.MsgType.CLEAR: "clear",
+}
 
 
 class ReplayServer:
@@ -70,7 +83,8 @@ class ReplayServer:
             shm_name: Shared-memory name of the buffer, announced to clients.
             status_interval: Seconds between status lines in the log; 0 turns them off.
             max_connections: Connections beyond this many are refused with an error frame.
-            workers: Threads for large inserts, and as many again for large samples.
+            workers: Threads per lane: for inserts, samples, priority updates and clears that
+                do not run on the event loop (threads are started when first needed).
             handshake_timeout: Seconds a new connection has to complete its handshake.
 
         Raises:
@@ -88,15 +102,19 @@ class ReplayServer:
             )
         self.limits = limits or p.Limits()
         self.handlers = Handlers(buffer, self.limits, shm_name)
-        options = {f.name for f in dataclasses.fields(buffer.config)}
-        self._inline_ok = options <= _NEVER_BLOCKING_OPTIONS
-        self.counters = Counters()
+        min_size, samples_per_insert, _, _ = buffer.rate_limit
+        # What the buffer's rate limiter can make wait, and so must never run on the event loop.
+        self._adds_may_wait = samples_per_insert > 0
+        self._samples_may_wait = samples_per_insert > 0 or min_size > 0
+        self.stats = ServerStats()
         self.token = token
         self.status_interval = status_interval
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
-        self._insert_pool = ThreadPoolExecutor(workers, thread_name_prefix="rb-insert")
-        self._sample_pool = ThreadPoolExecutor(workers, thread_name_prefix="rb-sample")
+        self._lanes = {
+            lane: ThreadPoolExecutor(workers, thread_name_prefix=f"rb-{lane}")
+            for lane in sorted(set(LANES.values()))
+        }
         self._listeners: list[asyncio.Server] = []
         self._socket_files: list[tuple[str, int]] = []
         self.connections: set[Connection] = set()
@@ -160,6 +178,9 @@ class ReplayServer:
         self._socket_files.clear()
         if self._status_task:
             self._status_task.cancel()
+        # Requests the rate limiter holds back would keep their worker (and this shutdown) for up
+        # to their timeout: they end now, with an error to their client.
+        self.handlers.buffer.cancel_waits()
         workers = [conn.finish() for conn in list(self.connections)]
         if workers:
             await asyncio.wait(workers, timeout=grace)
@@ -168,39 +189,67 @@ class ReplayServer:
         for server in self._listeners:
             await server.wait_closed()
         self._listeners.clear()
-        self._insert_pool.shutdown(wait=False, cancel_futures=True)
-        self._sample_pool.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.shutdown(wait=False, cancel_futures=True)
+
+    # what a Connection asks of its server
+
+    def register(self, connection: Connection) -> str | None:
+        """Count a new connection in; return why it is refused instead, or None."""
+        if len(self.connections) >= self.max_connections:
+            return f"the server is at its limit of {self.max_connections} connections"
+        self.connections.add(connection)
+        return None
+
+    def unregister(self, connection: Connection) -> bool:
+        """Forget a connection; return whether :meth:`register` had counted it in."""
+        if connection not in self.connections:
+            return False
+        self.connections.discard(connection)
+        return True
+
+    def max_payload(self, msg_type: int) -> int:
+        """Return the largest payload a request of this type may have; longer ones are refused."""
+        return self.handlers.max_payload(msg_type)
 
     async def dispatch(self, msg_type: int, payload: bytes) -> Reply:
         """Run one authenticated request; raises what the buffer raises."""
         if msg_type == p.MsgType.INFO:
             return Reply([p.encode_json(self.handlers.info())])
         if msg_type == p.MsgType.STATS:
-            stats = self.handlers.stats(self.counters)
-            return Reply([p.encode_json(stats)])
+            return Reply([p.encode_json(self.stats_reply())])
         handler = self.handlers.table[msg_type]
         view = memoryview(payload)
         if self._runs_inline(msg_type, view):
             return handler(view)
-        pool = self._sample_pool if msg_type == p.MsgType.SAMPLE else self._insert_pool
-        return await asyncio.get_running_loop().run_in_executor(pool, handler, view)
+        lane = self._lanes[LANES[msg_type]]
+        return await asyncio.get_running_loop().run_in_executor(lane, handler, view)
 
     def _runs_inline(self, msg_type: int, payload: memoryview) -> bool:
-        """Whether to run a request on the event loop: it is small and cannot wait.
+        """Whether to run a request on the event loop: it is small and can never wait.
 
         A worker thread costs 100-250 µs a request in handoffs; for large copies that is noise,
         and the copy then overlaps with the event loop serving others.
         """
-        if msg_type == p.MsgType.SIZE:
+        if msg_type in (p.MsgType.SIZE, p.MsgType.PRIORITY_MASS):
             return True
-        if msg_type == p.MsgType.CLEAR or not self._inline_ok:
-            return False  # clear waits for running inserts
         if msg_type == p.MsgType.SAMPLE:
+            if self._samples_may_wait:
+                return False
             if len(payload) != p.SAMPLE_REQUEST.size:
                 return True  # malformed: the handler says so at once
             batch = p.SAMPLE_REQUEST.unpack(payload)[0]
             return batch * self.handlers.max_row_bytes < INLINE_MAX_BYTES
-        return len(payload) < INLINE_MAX_BYTES
+        if msg_type in (p.MsgType.ADD, p.MsgType.ADD_BATCH):
+            return not self._adds_may_wait and len(payload) < INLINE_MAX_BYTES
+        if msg_type == p.MsgType.UPDATE_PRIORITIES:
+            return len(payload) < INLINE_MAX_BYTES
+        return False  # CLEAR waits for the adds in progress
+
+    def stats_reply(self) -> dict[str, Any]:
+        """STATS: the buffer's size and capacity, and the server's counters."""
+        buffer = self.handlers.buffer
+        return {"size": buffer.size(), "capacity": buffer.capacity(), **self.stats.snapshot()}
 
     def hello(self, payload: bytes) -> Reply:
         """Check a client's handshake and describe the buffer to it.
@@ -219,11 +268,11 @@ class ReplayServer:
         return Reply([p.encode_json(self.handlers.describe())])
 
     async def _status_loop(self) -> None:
-        counters = self.counters
-        before = (time.monotonic(), counters.inserts, counters.samples)
+        stats = self.stats
+        before = (time.monotonic(), stats.inserts, stats.samples)
         while True:
             await asyncio.sleep(self.status_interval)
-            now = (time.monotonic(), counters.inserts, counters.samples)
+            now = (time.monotonic(), stats.inserts, stats.samples)
             elapsed = max(now[0] - before[0], 1e-9)
             buffer = self.handlers.buffer
             log.info(
@@ -232,7 +281,7 @@ class ReplayServer:
                 buffer.capacity(),
                 (now[1] - before[1]) / elapsed,
                 (now[2] - before[2]) / elapsed,
-                counters.connections,
+                stats.connections,
             )
             before = now
 

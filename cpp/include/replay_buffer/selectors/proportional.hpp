@@ -50,6 +50,9 @@ class ProportionalSelector {
     void retire(std::size_t slot) { state_.tree().set(slot, 0.0); }
     void clear() { state_.tree().reset(); }
     [[nodiscard]] double get(std::size_t slot) const { return state_.tree().get(slot); }
+    // Sum of the stored priorities, and the smallest positive one (+inf when none). O(1).
+    [[nodiscard]] double total() const noexcept { return state_.tree().total(); }
+    [[nodiscard]] double min_positive() const noexcept { return state_.tree().min_positive(); }
     [[nodiscard]] std::string check() const;
     [[nodiscard]] bool repaired() const noexcept { return guard_.repaired(); }
     [[nodiscard]] std::uint64_t repairs() const noexcept { return state_.control().repairs; }

@@ -55,13 +55,12 @@ inline void importance_weights(std::span<const double> ratios, double beta,
   }
 }
 
-// The key of the newest item slot `slot` can hold among `live` (live.end >= 1). Pure.
+// The key of the newest item slot `slot` can hold among `live` (live.end >= 1): the largest key
+// below live.end in that slot. No division. Pure.
 [[nodiscard]] inline std::uint64_t newest_key_of(std::size_t slot, const LiveKeys& live,
                                                  std::size_t capacity) noexcept {
-  const std::uint64_t last = live.end - 1;
-  const std::uint64_t lap_start = last - last % capacity;
-  if (slot <= last % capacity) return lap_start + slot;
-  return lap_start >= capacity ? lap_start - capacity + slot : slot;
+  if (slot <= live.last_slot) return live.last_lap_start + slot;
+  return live.last_lap_start >= capacity ? live.last_lap_start - capacity + slot : slot;
 }
 
 template <typename S>

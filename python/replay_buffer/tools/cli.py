@@ -1,21 +1,25 @@
 """The ``replay-buffer`` command.
 
 ``demo`` shows the buffer at work, ``bench`` compares it with peer libraries, ``serve`` serves it
-over sockets, ``shm`` lists, inspects and removes shared-memory buffers.
+over sockets, ``shm`` lists, inspects and removes shared-memory buffers. ``--version`` and
+``--help`` work without the compiled extension; the subcommands import what they need.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
-import numpy as np
-
-from replay_buffer import BufferConfig, ReplayBuffer, shm_cli
+from replay_buffer._version import __version__
+from replay_buffer.tools import console
 
 
 def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
     """Create a CartPole-sized buffer, fill it, sample from it, and say how fast each step was."""
+    import numpy as np
+
+    from replay_buffer.buffer import ReplayBuffer
+    from replay_buffer.config import BufferConfig
+
     buffer = ReplayBuffer(BufferConfig(capacity=capacity, seed=0), obs_shape=(4,), action_dim=2)
     print(f"created  {buffer!r}, {buffer.region_bytes() / 2**20:.1f} MiB")
 
@@ -51,31 +55,45 @@ def demo(capacity: int = 100_000, batch_size: int = 32) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run a subcommand."""
-    parser = argparse.ArgumentParser(prog="replay-buffer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    """Parse the command line and run a subcommand; exit with its status."""
+    raise SystemExit(console.run(lambda: _run(argv)))
+
+
+_DESCRIPTION = (
+    "Experience replay buffers for reinforcement learning. demo shows a buffer at work, bench "
+    "compares it with peer libraries, serve serves one over sockets, shm lists, inspects and "
+    "removes shared-memory buffers."
+)
+
+
+def _run(argv: list[str] | None) -> int | None:
+    parser = console.Parser(prog="replay-buffer", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"replay-buffer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo_parser = sub.add_parser("demo", help="fill a buffer, sample it, print what happened")
     demo_parser.add_argument("--capacity", type=int, default=100_000)
     demo_parser.add_argument("--batch-size", type=int, default=32)
     sub.add_parser("bench", help="benchmark against peer libraries (see --help)", add_help=False)
     sub.add_parser("serve", help="serve a buffer over Unix or TCP sockets", add_help=False)
-    shm_parser = sub.add_parser("shm", help="list, inspect and remove shared-memory buffers")
-    shm_cli.add_arguments(shm_parser)
+    sub.add_parser("shm", help="list, inspect and remove shared-memory buffers", add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.command in ("demo", "shm") and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         demo(args.capacity, args.batch_size)
-    elif args.command == "shm":
-        raise SystemExit(shm_cli.run(args))
-    elif args.command == "bench":
-        from replay_buffer import bench
+        return 0
+    if args.command == "shm":
+        from replay_buffer.tools import shm
+
+        return shm.main(rest)
+    if args.command == "bench":
+        from replay_buffer.tools import bench
 
         bench.main(rest)
-    else:
-        from replay_buffer.service import cli as service_cli
+        return 0
+    from replay_buffer.tools import serve
 
-        raise SystemExit(service_cli.main(rest))
+    return serve.main(rest)
 
 
 if __name__ == "__main__":

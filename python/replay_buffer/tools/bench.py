@@ -1,62 +1,35 @@
 """Side-by-side benchmark: replay_buffer against a plain NumPy ring and cpprb, in one process run.
 
-Run ``replay-buffer bench`` (or ``python -m replay_buffer.bench``). Peers that are not installed
-are skipped with a note; ``pip install cpprb`` adds cpprb. Numbers are wall-clock on this machine.
+Run ``replay-buffer bench`` (or ``python -m replay_buffer.tools.bench``). Peers that are not
+installed are skipped with a note; ``pip install cpprb`` adds cpprb. Numbers are wall-clock on
+this machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import platform
-import statistics
-import time
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from replay_buffer import BufferConfig, ReplayBuffer
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A transition shape and the capacity it is benchmarked at."""
-
-    name: str
-    obs_shape: tuple[int, ...]
-    obs_dtype: type
-    capacity: int
-    add_batch: int
-
-    @property
-    def transition_bytes(self) -> int:
-        """Raw bytes of one transition: obs, int64 action, float32 reward, next_obs, bool done."""
-        obs = int(np.prod(self.obs_shape)) * np.dtype(self.obs_dtype).itemsize
-        return 2 * obs + 8 + 4 + 1
-
-
-WORKLOADS = {
-    "cartpole": Workload("CartPole obs float32[4]", (4,), np.float32, 1_000_000, 256),
-    "atari": Workload("Atari obs uint8[84,84,4]", (84, 84, 4), np.uint8, 50_000, 32),
-}
-
-
-def make_batch(w: Workload, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """``n`` random transitions for workload ``w``, one array per field."""
-    if w.obs_dtype == np.uint8:
-        obs = rng.integers(0, 256, size=(n, *w.obs_shape), dtype=np.uint8)
-    else:
-        obs = rng.standard_normal((n, *w.obs_shape)).astype(w.obs_dtype)
-    return {
-        "obs": obs,
-        "action": rng.integers(0, 6, size=n, dtype=np.int64),
-        "reward": rng.standard_normal(n).astype(np.float32),
-        "next_obs": obs.copy(),
-        "done": rng.random(n) < 0.01,
-    }
+from replay_buffer.buffer import ReplayBuffer
+from replay_buffer.config import BufferConfig
+from replay_buffer.tools import bench_prioritized, console
+from replay_buffer.tools.bench_common import (
+    WORKLOADS,
+    Row,
+    Workload,
+    cpprb_fields,
+    fmt_ns,
+    make_batch,
+    per_call_ns,
+    summarize,
+)
 
 
 class Candidate(Protocol):
@@ -121,18 +94,6 @@ class NumpyRing:
         return {name: array[idx] for name, array in self.arrays.items()}
 
 
-def cpprb_fields(w: Workload) -> dict[str, dict[str, Any]]:
-    """Describe the transition of workload ``w`` as cpprb's ``env_dict``."""
-    obs = {"shape": w.obs_shape, "dtype": w.obs_dtype}
-    return {
-        "obs": obs,
-        "action": {"dtype": np.int64},
-        "reward": {"dtype": np.float32},
-        "next_obs": obs,
-        "done": {"dtype": np.bool_},
-    }
-
-
 class Cpprb:
     """cpprb.ReplayBuffer with the same fields."""
 
@@ -157,42 +118,6 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * 4096
     except OSError:
         return 0
-
-
-def per_call_ns(fn: Callable[[], object], calls: int) -> list[float]:
-    """Time each of ``calls`` calls on its own (includes ~30-50 ns of timer overhead)."""
-    out = []
-    clock = time.perf_counter_ns
-    for _ in range(calls):
-        start = clock()
-        fn()
-        out.append(clock() - start)
-    return out
-
-
-@dataclass
-class Row:
-    """One measured line of the table."""
-
-    workload: str
-    operation: str
-    candidate: str
-    mean_ns: float
-    p50_ns: float
-    p99_ns: float
-    items_per_call: int
-
-    @property
-    def per_second(self) -> float:
-        """Transitions per second."""
-        return self.items_per_call * 1e9 / self.mean_ns
-
-
-def summarize(workload: str, op: str, who: str, times: list[float], items: int) -> Row:
-    """Mean, median and 99th percentile of per-call times."""
-    ordered = sorted(times)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return Row(workload, op, who, statistics.fmean(times), ordered[len(ordered) // 2], p99, items)
 
 
 @dataclass
@@ -254,15 +179,6 @@ def measure(make: Callable[[Workload], Candidate], w: Workload, calls: int, fill
     return Result(name, rows, rss_overhead, exact)
 
 
-def fmt_ns(ns: float) -> str:
-    """Nanoseconds with a sensible unit."""
-    if ns < 1e3:
-        return f"{ns:.0f} ns"
-    if ns < 1e6:
-        return f"{ns / 1e3:.2f} µs"
-    return f"{ns / 1e6:.2f} ms"
-
-
 def run(workloads: list[Workload], calls: int, out: Callable[[str], None] = print) -> list[Result]:
     """Benchmark every installed candidate on every workload and print one table per workload."""
     system = platform.processor() or platform.system()
@@ -301,17 +217,22 @@ def run(workloads: list[Workload], calls: int, out: Callable[[str], None] = prin
     return results
 
 
+_DESCRIPTION = (
+    "Side-by-side benchmark: replay_buffer against a plain NumPy ring, cpprb and (prioritized) "
+    "TorchRL, in one process run. Peers that are not installed are skipped with a note "
+    "(pip install cpprb adds cpprb). Numbers are wall-clock on this machine."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``replay-buffer bench``."""
-    parser = argparse.ArgumentParser(prog="replay-buffer bench", description=__doc__)
+    parser = console.Parser(prog="replay-buffer bench", description=_DESCRIPTION)
     parser.add_argument("--workload", choices=[*WORKLOADS, "prioritized", "all"], default="all")
     parser.add_argument("--calls", type=int, default=20_000, help="timed calls per operation")
     parser.add_argument(
         "--quick", action="store_true", help="small capacities and few calls: a smoke run"
     )
     args = parser.parse_args(argv)
-    from replay_buffer import bench_prioritized
-
     chosen = [w for name, w in WORKLOADS.items() if args.workload in (name, "all")]
     prioritized = WORKLOADS["cartpole"] if args.workload in ("prioritized", "all") else None
     if args.quick:
@@ -326,4 +247,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console.run(main))

@@ -9,17 +9,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from typing import Any
 
 from replay_buffer import _core
+from replay_buffer.errors import InvalidRegionError
+from replay_buffer.tools import console
 
 # What a shared-memory object is, from its first 8 bytes.
 OURS, UNINITIALISED, FOREIGN = "replay buffer", "not initialised", "not a replay buffer"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``ls``, ``info`` and ``rm`` subcommands to the ``shm`` parser."""
-    sub = parser.add_subparsers(dest="shm_command", required=True)
+def build_parser(prog: str = "replay-buffer shm") -> argparse.ArgumentParser:
+    """Build the ``shm`` command's parser, with its ``ls``, ``info`` and ``rm`` subcommands."""
+    parser = console.Parser(
+        prog=prog,
+        description="List, inspect and remove shared-memory replay buffers, such as those left "
+        "behind by a creator that crashed.",
+    )
+    sub = parser.add_subparsers(dest="shm_command", required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="list shared buffers (Linux: everything in /dev/shm)")
     ls.add_argument(
         "--all", action="store_true", help="also list shared-memory objects that are not buffers"
@@ -34,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove even when the creator still runs or it is not a replay buffer",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``replay-buffer shm`` with ``argv``; return the exit status."""
+    return console.run(lambda: run(build_parser().parse_args(argv)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +115,8 @@ def list_buffers(show_all: bool = False) -> int:
             if show_all:
                 rows.append((name, "", "", "", "", "", "(no permission to read it)"))
             continue
-        except (_core.InvalidRegionError, OSError) as error:
+        except (ValueError, OSError) as error:  # InvalidRegionError is a ValueError
+            # One bad region never hides the others.
             rows.append((name, "", "", "", "", "", f"(unusable: {message(error)})"))
             continue
         rows.append(
@@ -129,7 +144,7 @@ def show_info(name: str, as_json: bool = False) -> int:
     """Print everything a shared buffer's header and counters say."""
     try:
         info = _core.shm_info(name)
-    except (OSError, _core.InvalidRegionError) as error:
+    except (OSError, ValueError) as error:  # InvalidRegionError is a ValueError
         print(f"replay-buffer shm info: {message(error)}")
         return 1
     if as_json:
@@ -186,7 +201,7 @@ def refusal(name: str) -> str | None:
         return f"{kind} (--force removes it anyway)"
     try:
         info = _core.shm_info(name)
-    except _core.InvalidRegionError:
+    except InvalidRegionError:
         return None  # a replay buffer this version cannot use: nothing can use it
     if info["creator_alive"] is not False:
         return (
@@ -194,3 +209,7 @@ def refusal(name: str) -> str | None:
             "closes; --force removes the name now (attached processes keep working)"
         )
     return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from replay_buffer import BufferConfig, ReplayBuffer
-from replay_buffer.bench import (
+from replay_buffer.buffer import ReplayBuffer
+from replay_buffer.config import BufferConfig
+from replay_buffer.tools.bench_common import (
     Row,
     Workload,
     cpprb_fields,
