@@ -176,7 +176,12 @@ struct Fixture {
   // ended); the caller kills and reaps the pid returned.
   pid_t exec_writing(std::vector<std::size_t> slots, int idle_children = 0) {
     int done[2];
-    if (::pipe2(done, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    // The write end closes at the child's exec (close-on-exec): that is how the caller learns
+    // the exec happened. pipe + fcntl rather than Linux's pipe2, so the test builds everywhere.
+    if (::pipe(done) != 0 || ::fcntl(done[0], F_SETFD, FD_CLOEXEC) != 0 ||
+        ::fcntl(done[1], F_SETFD, FD_CLOEXEC) != 0) {
+      throw std::runtime_error("pipe");
+    }
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::close(done[0]);
