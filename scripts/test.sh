@@ -16,14 +16,26 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # std::atomic_ref (libc++ has it from 19 on).
 clang=19
 
-# Each step's duration, printed at the end.
+# Each step's wall-clock and CPU time (its processes' user + system), printed at the end: on a
+# shared machine the CPU time is the steadier measure.
 started=$SECONDS
 current=""
 timings=()
+timesfile=$(mktemp)
+trap 'rm -f "$timesfile"' EXIT
+read_cpu() {  # sets cpu: the CPU seconds of every child process that has finished so far
+  times >"$timesfile"  # in this shell: a subshell would count only its own children
+  cpu=$(awk 'END { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+                   printf "%d", t }' "$timesfile")
+}
 step() {
-  [[ -n $current ]] && timings+=("$(printf '%4ds  %s' $((SECONDS - step_started)) "$current")")
+  read_cpu
+  if [[ -n $current ]]; then
+    timings+=("$(printf '%5ds %5ds  %s' $((SECONDS - step_started)) $((cpu - step_cpu)) "$current")")
+  fi
   current=$*
   step_started=$SECONDS
+  step_cpu=$cpu
   printf '\n=== %s\n' "$*"
 }
 
@@ -118,6 +130,6 @@ step "Python tests"
 step "lint"
 .venv/bin/ruff check python benchmarks examples
 
-step "timings"
+step "timings (wall, CPU)"
 printf '%s\n' "${timings[@]}"
-printf '%4ds  total\n' $((SECONDS - started))
+printf '%5ds %5ds  total\n' $((SECONDS - started)) "$cpu"

@@ -14,7 +14,7 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from replay_buffer import BufferConfig
+from replay_buffer import BufferConfig, _core
 from replay_buffer.ray import ShardedReplayBuffer, ShardUnavailableWarning, split_keys
 
 NODE_ARGS = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
@@ -22,12 +22,13 @@ NODE_ARGS = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 
 @ray.remote(num_cpus=1)
 def write_from_node(buffer: ShardedReplayBuffer, first_id: int) -> dict:
-    """Add an episode from a task on some node; report the node and the shard it went to."""
+    """Add an episode from a task on some node; report the node, the shard and the transport."""
     key = buffer.add_batch(id=np.arange(first_id, first_id + 20))
     node = ray.get_runtime_context().get_node_id()
     shard = int(split_keys(np.array([key]))[0][0])
+    transport = buffer.transport(shard)
     buffer.close()
-    return {"node": node, "shard": shard}
+    return {"node": node, "shard": shard, "transport": transport}
 
 
 @ray.remote(num_cpus=1)
@@ -67,6 +68,12 @@ def main() -> None:
             ).remote(buffer, 100 * i)
             for i, node in enumerate(nodes)
         ], timeout=60)  # fmt: skip
+        out["driver_node"] = ray.get_runtime_context().get_node_id()
+        out["driver_transports"] = [buffer.transport(i) for i in range(len(nodes))]
+        stats = buffer.stats()
+        out["socket_inserts"] = [stats["per_shard"][i]["inserts"] for i in range(len(nodes))]
+        regions = [shard["shm"] for shard in buffer.describe()["shards"]]
+        out["regions_made"] = sorted(set(regions) & set(_core.shm_list()))
         batch = buffer.sample(256)
         out["sampled_shards"] = sorted(set(split_keys(batch["indices"])[0].tolist()))
         out["size"] = buffer.size()
@@ -92,6 +99,7 @@ def main() -> None:
         kept = ("live_shards", "dead_shards", "shard_failures", "size")
         out["stats"] = {k: stats[k] for k in kept}
         buffer.shutdown()
+        out["regions_left"] = sorted(set(regions) & set(_core.shm_list()))
     finally:
         ray.shutdown()
         cluster.shutdown()

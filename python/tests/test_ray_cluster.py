@@ -58,6 +58,17 @@ def test_one_shard_per_node_and_writers_use_their_nodes_shard(cluster_run):
         assert cluster_run["shard_nodes"][write["shard"]] == write["node"]
 
 
+def test_writers_reach_their_nodes_shard_through_shared_memory(cluster_run):
+    assert [write["transport"] for write in cluster_run["writes"]] == ["shm"] * 3
+    assert cluster_run["socket_inserts"] == [0, 0, 0]  # no write went through a shard's server
+    # the driver, on the head node, attaches the head node's shard and uses sockets for the rest
+    expected = ["shm" if node == cluster_run["driver_node"] else "socket"
+                for node in cluster_run["shard_nodes"]]  # fmt: skip
+    assert cluster_run["driver_transports"] == expected
+    assert len(cluster_run["regions_made"]) == 3
+    assert cluster_run["regions_left"] == []  # the killed shard's too: shutdown removed it
+
+
 def test_sampling_and_out_of_order_updates_span_every_shard(cluster_run):
     assert cluster_run["size"] == 60
     assert cluster_run["sampled_shards"] == [0, 1, 2]

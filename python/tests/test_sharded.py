@@ -1,46 +1,67 @@
 """ShardedReplayBuffer over in-process servers: global sampling, weights, routing, failover.
 
 The shards here are ReplayServers in threads of this process, used through a description, as a
-process without Ray would; test_ray_cluster.py runs the same class on a real Ray cluster.
+process without Ray would; test_ray_cluster.py runs the same class on a real Ray cluster. Most
+tests run twice: shards reached over their sockets, and shards in shared-memory regions of this
+host, which the buffer attaches (the same-node data path).
 """
 
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
 import time
+import uuid
 import warnings
 
 import numpy as np
 import pytest
 from service_support import ThreadedServer
 
-from replay_buffer import BufferConfig, EmptyBufferError, ReplayBuffer
+from replay_buffer import BufferConfig, EmptyBufferError, ReplayBuffer, _core
 from replay_buffer.ray import MAX_SHARDS, SHARD_SHIFT, ShardedReplayBuffer, global_key, split_keys
 from replay_buffer.ray.keys import global_keys
 from replay_buffer.ray.sharded import ShardUnavailableWarning, shard_config_of
+from replay_buffer.ray.transport import LIVENESS_INTERVAL, host_id
+
+from conftest import SHM_PREFIX
 
 TOKEN = "sharded-test-token"
 FIELDS = {"id": {"dtype": np.int64}}
 
 
 class Shards:
-    """N buffers, each served by a ThreadedServer, and a ShardedReplayBuffer over them."""
+    """N buffers, each served by a ThreadedServer, and a ShardedReplayBuffer over them.
+
+    ``transport="shm"``: each buffer is created in a shared-memory region of this host, as a
+    shard actor does, and the sharded buffer attaches it.
+    """
 
     def __init__(
-        self, n, strategy="prioritized", capacity=64, policy="round_robin", seed=0, **limits
-    ):
+        self, n, strategy="prioritized", capacity=64, policy="round_robin", seed=0,
+        transport="socket", **limits,
+    ):  # fmt: skip
+        self.transport = transport
+        self.names = [
+            SHM_PREFIX + uuid.uuid4().hex[:10] if transport == "shm" else None for _ in range(n)
+        ]
         self.buffers = [
             ReplayBuffer(
                 BufferConfig(capacity=capacity, strategy=strategy, alpha=1.0, eps=0.0, beta=0.5,
                              seed=seed + i, **limits),
-                fields=FIELDS,
+                fields=FIELDS, shm_name=self.names[i],
             )
             for i in range(n)
         ]  # fmt: skip
         self.servers = [ThreadedServer(b, token=TOKEN.encode()) for b in self.buffers]
         self.description = {
             "shards": [
-                {"index": i, "url": s.unix_url, "node_id": None} for i, s in enumerate(self.servers)
-            ],
+                {"index": i, "url": s.unix_url, "node_id": None, "shm": self.names[i],
+                 "host": host_id() if transport == "shm" else None}
+                for i, s in enumerate(self.servers)
+            ],  # fmt: skip
             "token": TOKEN,
             "strategy": strategy,
             "beta": 0.5,
@@ -52,21 +73,31 @@ class Shards:
         self.stopped = set()
 
     def stop(self, i):
+        """Stop shard i as its actor would: the server, then the buffer (removing its region)."""
         self.servers[i].stop()
+        self.buffers[i].close()
         self.stopped.add(i)
+        time.sleep(LIVENESS_INTERVAL)  # shared memory: the next call checks the shard again
 
     def close(self):
         self.sharded.close()
         for i, server in enumerate(self.servers):
             if i not in self.stopped:
                 server.stop()
+                self.buffers[i].close()
+
+
+@pytest.fixture(params=["socket", "shm"])
+def transport(request):
+    return request.param
 
 
 @pytest.fixture
-def shards():
+def shards(transport):
     made = []
 
     def make(*args, **kwargs):
+        kwargs.setdefault("transport", transport)
         made.append(Shards(*args, **kwargs))
         return made[-1]
 
@@ -214,7 +245,11 @@ def test_updates_go_one_message_per_shard_and_stale_keys_are_ignored(shards):
 
     mixed = np.concatenate(keys)[::-1]  # shards interleaved, out of order
     assert s.sharded.update_priorities(mixed, priorities=np.full(12, 7.0)) == 12
-    assert update_requests() == [1, 1, 1]
+    if s.transport == "socket":
+        assert update_requests() == [1, 1, 1]
+    else:  # through the regions: no message at all
+        assert [s.sharded.transport(i) for i in range(3)] == ["shm"] * 3
+        assert update_requests() == [0, 0, 0]
     for b, old in zip(s.buffers, before, strict=True):
         assert (b.priorities(np.arange(4)) == 7.0).all() and not (old == 7.0).all()
     # overwrite shard 0's items: its old keys are stale, the others' still apply
@@ -334,9 +369,22 @@ def test_least_full_writes_to_the_emptiest_shard(shards):
 
 
 def test_local_policy_outside_ray_falls_back_to_round_robin(shards):
-    s = shards(2, strategy="uniform", policy="local")
+    s = shards(2, strategy="uniform", policy="local", transport="socket")
     shard_of = {split_keys(np.array([s.sharded.add(id=1)]))[0][0] for _ in range(4)}
     assert shard_of == {0, 1}
+
+
+def test_local_policy_outside_ray_writes_to_a_shard_of_this_host(shards):
+    s = shards(3, strategy="uniform", policy="local", transport="shm")
+    description = s.sharded.describe()
+    description["shards"][1]["host"] = "another-host/boot"  # not this host: never local
+    sharded = ShardedReplayBuffer.from_description(description)
+    try:
+        shard_of = {split_keys(np.array([sharded.add(id=1)]))[0][0] for _ in range(4)}
+        assert shard_of == {[0, 2][os.getpid() % 2]}  # one of this host's, by pid
+        assert [sharded.transport(i) for i in range(3)] == ["shm", "socket", "shm"]
+    finally:
+        sharded.close()
 
 
 def test_a_bad_description_or_policy_is_refused(shards):
@@ -365,7 +413,8 @@ def test_a_rate_limit_timeout_is_the_callers_not_a_shard_failure(shards):
 
 
 def test_a_shard_that_does_not_reply_in_time_is_failed(shards):
-    s = shards(2, strategy="uniform", min_size_to_sample=4)  # a sample waits for ever
+    # socket only: through shared memory there is no reply to wait for, only the rate limit
+    s = shards(2, strategy="uniform", min_size_to_sample=4, transport="socket")
     description = {**s.description, "timeout": 0.3}
     sharded = ShardedReplayBuffer.from_description(description)
     sharded.add_batch(id=np.arange(4))
@@ -379,3 +428,139 @@ def test_a_shard_that_does_not_reply_in_time_is_failed(shards):
         assert len(sharded.live_shards) == 1
     finally:
         sharded.close()
+
+
+def test_shards_of_this_host_are_attached_the_others_reached_by_socket(shards):
+    s = shards(3, strategy="prioritized", transport="shm")
+    description = s.sharded.describe()
+    assert [shard["shm"] for shard in description["shards"]] == s.names
+    description["shards"][2]["host"] = "another-host/boot"
+    sharded = ShardedReplayBuffer.from_description(json.loads(json.dumps(description)))
+    try:
+        keys = [sharded.add_batch(id=np.arange(4) + 10 * i) for i in range(6)]
+        assert [sharded.transport(i) for i in range(3)] == ["shm", "shm", "socket"]
+        # a server counts a request just after handing its reply to the socket: give it a moment
+        deadline = time.monotonic() + 5
+        while (
+            s.servers[2].server.stats.snapshot()["inserts"] < 8 and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        inserts = [srv.server.stats.snapshot()["inserts"] for srv in s.servers]
+        assert inserts == [0, 0, 8]  # shards 0 and 1 written through their regions
+        assert [b.size() for b in s.buffers] == [8, 8, 8]
+        batch = sharded.sample(300, fields=["id"])
+        assert set(split_keys(batch["indices"])[0].tolist()) == {0, 1, 2}
+        assert set(batch) == {"id", "indices", "weights"}
+        np.testing.assert_array_equal(batch["weights"], 1.0)  # equal priorities
+        all_keys = np.concatenate([k + np.arange(4) for k in keys])
+        assert sharded.update_priorities(all_keys, priorities=np.arange(24) + 1.0) == 24
+        for shard in range(3):
+            local = split_keys(all_keys)[1][split_keys(all_keys)[0] == shard]
+            expected = (np.arange(24) + 1.0)[split_keys(all_keys)[0] == shard]
+            np.testing.assert_array_equal(s.buffers[shard].priorities(local), expected)
+        stats = sharded.stats()
+        assert stats["transports"] == {0: "shm", 1: "shm", 2: "socket"}
+        assert stats["size"] == 24 and stats["per_shard"][0]["size"] == 8
+        with pytest.raises(KeyError, match="no field named 'nope'"):
+            sharded.sample(4, fields=["nope"])
+    finally:
+        sharded.close()
+
+
+def test_a_region_that_cannot_be_attached_is_reached_by_socket(shards):
+    s = shards(2, strategy="uniform", transport="shm")
+    description = s.sharded.describe()
+    description["shards"][0]["shm"] = SHM_PREFIX + "never-made"
+    sharded = ShardedReplayBuffer.from_description(description)
+    try:
+        assert [sharded.transport(i) for i in range(2)] == ["socket", "shm"]
+        sharded.add(id=1)
+        sharded.add(id=2)
+        assert [b.size() for b in s.buffers] == [1, 1]
+    finally:
+        sharded.close()
+
+
+CREATOR = """
+import sys, time
+import numpy as np
+from replay_buffer import BufferConfig, ReplayBuffer
+config = BufferConfig(capacity=64, strategy="prioritized", alpha=1.0, eps=0.0, seed=9)
+buffer = ReplayBuffer(config, fields={"id": {"dtype": np.int64}}, shm_name=sys.argv[1])
+buffer.add_batch(id=np.arange(5) + 500)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_shard_process_is_dead_and_its_region_removed(shards):
+    """SIGKILL the process that created a shard's region: the handle drops it like a dead
+    socket shard (the region is still mapped here, but the others no longer sample it) and
+    removes the orphaned name."""
+    s = shards(2, strategy="prioritized", transport="shm")
+    name = SHM_PREFIX + uuid.uuid4().hex[:10]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CREATOR, name], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        description = s.sharded.describe()
+        description["shards"].append(
+            {"index": 2, "url": "unix:///nonexistent/shard.sock", "node_id": None,
+             "host": host_id(), "shm": name}
+        )  # fmt: skip
+        sharded = ShardedReplayBuffer.from_description(description)
+        s.buffers[0].add_batch(id=np.arange(5))
+        batch = sharded.sample(200)
+        assert set(split_keys(batch["indices"])[0].tolist()) == {0, 2}  # shard 1 is empty
+        assert sharded.transport(2) == "shm"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        time.sleep(LIVENESS_INTERVAL)
+        with pytest.warns(ShardUnavailableWarning, match="shard 2 .*died"):
+            batch = sharded.sample(200)
+        assert set(split_keys(batch["indices"])[0].tolist()) == {0}
+        assert sharded.live_shards == [0, 1]
+        with pytest.raises(FileNotFoundError):
+            _core.shm_info(name)  # removed by the handle that found its creator dead
+        sharded.close()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        try:
+            _core.shm_unlink(name)
+        except FileNotFoundError:
+            pass
+
+
+def test_a_shard_whose_region_does_not_fit_falls_back_to_private_memory(monkeypatch):
+    pytest.importorskip("ray")
+    from replay_buffer.errors import CapacityError
+    from replay_buffer.ray import shard as shard_module
+
+    def no_room(*args, shm_name=None, **kwargs):
+        if shm_name is not None:  # what /dev/shm too small for the region raises
+            raise CapacityError(f"{shm_name} does not fit in /dev/shm")
+        return ReplayBuffer(*args, **kwargs)
+
+    monkeypatch.setattr(shard_module, "ReplayBuffer", no_room)
+    config = {"capacity": 8, "strategy": "uniform"}
+    name = SHM_PREFIX + uuid.uuid4().hex[:10]
+    server = shard_module.ShardServer(
+        0, config, {"id": {"shape": [], "dtype": "int64"}}, TOKEN, host="127.0.0.1",
+        shm_name=name,
+    )  # fmt: skip
+    try:
+        described = server.describe()
+        assert described["shm"] is None and "does not fit" in described["shm_error"]
+        sharded = ShardedReplayBuffer.from_description({
+            "shards": [described], "token": TOKEN, "strategy": "uniform", "beta": 0.4,
+            "writer_policy": "local", "timeout": 20.0,
+        })  # fmt: skip
+        assert sharded.transport(0) == "socket"  # on this host, but there is no region
+        sharded.add(id=3)
+        assert server.buffer.size() == 1
+        sharded.close()
+    finally:
+        server.stop()

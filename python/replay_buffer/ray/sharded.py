@@ -2,9 +2,10 @@
 
 See docs/distributed.md. Ray creates the shards (one actor each, each serving its own buffer with
 :class:`~replay_buffer.service.ReplayServer`) and places them; everything else — adds, samples,
-priority updates — goes straight to the shards over the socket protocol. This module imports Ray
-only to create shards and to find the node a writer runs on, so a process without Ray can use a
-buffer given its description (:meth:`ShardedReplayBuffer.describe`).
+priority updates — goes straight to the shards: through a shard's shared memory from processes
+on its node, over the socket protocol from the others (:mod:`replay_buffer.ray.transport`). This
+module imports Ray only to create shards and to find the node a writer runs on, so a process
+without Ray can use a buffer given its description (:meth:`ShardedReplayBuffer.describe`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from replay_buffer.config import BufferConfig
 from replay_buffer.errors import EmptyBufferError
 from replay_buffer.fields import transition_fields
 from replay_buffer.ray.keys import MAX_SHARDS, global_key, global_keys, split_keys
-from replay_buffer.service.client import Client, Pending
+from replay_buffer.ray.transport import (
+    SharedMemoryLink,
+    SocketLink,
+    connect,
+    is_local,
+    remove_orphaned_region,
+)
 
 log = logging.getLogger("replay_buffer.ray")
 
@@ -52,8 +59,8 @@ class ShardedReplayBuffer:
     shard (:mod:`replay_buffer.ray.keys`).
 
     The object pickles as its description (addresses, token, policy), never its data: pass it to
-    Ray tasks and actors, and it reconnects there. Thread-safe: calls from several threads share
-    one connection per shard.
+    Ray tasks and actors, and it reconnects there (attaching the shards of its node). Thread-safe:
+    calls from several threads share one link per shard (a connection, or an attached region).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class ShardedReplayBuffer:
         writer_policy: str = "local",
         actor_options: Mapping[str, Any] | None = None,
         timeout: float | None = 60.0,
+        shared_memory: bool = True,
     ) -> None:
         """Create the shards on the Ray cluster this process is connected to (``ray.init``).
 
@@ -93,6 +101,10 @@ class ShardedReplayBuffer:
                 placement group's ``scheduling_strategy``); overrides ``placement``.
             timeout: Seconds to wait for the shards to start, and for each reply later (None:
                 for ever).
+            shared_memory: Each shard creates its buffer in a named shared-memory region, which
+                processes on its node attach instead of using the socket. False: private
+                buffers, every process uses the socket. A shard whose region cannot be made
+                (``/dev/shm`` too small) falls back to a private buffer and says so.
 
         Raises:
             ValueError: a rank-based strategy (its probabilities do not compose across shards),
@@ -132,14 +144,18 @@ class ShardedReplayBuffer:
             raise ValueError(f"capacity {config.capacity} cannot be split into {num_shards} shards")
         options = _placements(placement, num_shards, nodes)
         token = secrets.token_hex(16)
+        region_prefix = f"rbshard_{secrets.token_hex(6)}_" if shared_memory else None
         shard_class = ray.remote(_shard_class())
         actors = []
         for index in range(num_shards):
             actor_opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0, **options[index]}
             actor_opts.update(actor_options or {})
             shard_config = asdict(shard_config_of(config, index, num_shards))
+            shm_name = None if region_prefix is None else f"{region_prefix}{index}"
             actors.append(
-                shard_class.options(**actor_opts).remote(index, shard_config, plain_fields, token)
+                shard_class.options(**actor_opts).remote(
+                    index, shard_config, plain_fields, token, shm_name=shm_name
+                )
             )
         try:
             shards = ray.get([actor.describe.remote() for actor in actors], timeout=timeout)
@@ -198,7 +214,7 @@ class ShardedReplayBuffer:
         self.writer_policy: str = description["writer_policy"]
         self._timeout: float | None = description.get("timeout")
         self._dead: set[int] = set(description.get("dead", ()))
-        self._clients: dict[int, Client] = {}
+        self._clients: dict[int, SocketLink | SharedMemoryLink] = {}
         self._lock = threading.Lock()
         # Which shard gets how much of a batch; "sample_seed" (tests) makes it repeatable. It is
         # never passed on by describe(): processes sharing one seed would draw alike.
@@ -222,16 +238,23 @@ class ShardedReplayBuffer:
         """Indices of the shards this process has not seen fail."""
         return [i for i in range(len(self._shards)) if i not in self._dead]
 
-    def _client(self, shard: int) -> Client:
+    def _client(self, shard: int) -> SocketLink | SharedMemoryLink:
         with self._lock:
             client = self._clients.get(shard)
             if client is None:
-                client = Client(
-                    self._shards[shard]["url"], token=self._token, timeout=self._timeout,
-                    connect_timeout=min(self._timeout or 10.0, 10.0),
-                )  # fmt: skip
+                client = connect(self._shards[shard], self._token, self._timeout, _current_node())
                 self._clients[shard] = client
             return client
+
+    def transport(self, shard: int) -> str:
+        """How this process reaches ``shard``: ``"shm"`` (its region, attached) or ``"socket"``.
+
+        Connects to the shard if this process has not yet. ``"shm"`` for a shard on this node
+        (same Ray node id; outside Ray, same host) that created its buffer in shared memory.
+        """
+        if shard not in range(len(self._shards)):
+            raise IndexError(f"shard {shard} is not 0 to {len(self._shards) - 1}")
+        return self._client(shard).transport
 
     def _mark_dead(self, shard: int, exc: BaseException) -> None:
         with self._lock:
@@ -243,12 +266,18 @@ class ShardedReplayBuffer:
         if client is not None:
             client.close()
         message = (
-            f"replay shard {shard} at {self._shards[shard]['url']} failed ({exc}); sampling "
+            f"replay shard {shard} at {self._where(shard)} failed ({exc}); sampling "
             f"continues from {len(self.live_shards)} other shard(s), writers move to them, and "
             "the transitions it held are lost"
         )
         log.warning(message)
         warnings.warn(message, ShardUnavailableWarning, stacklevel=3)
+
+    def _where(self, shard: int) -> str:
+        description = self._shards[shard]
+        if description.get("shm"):
+            return f"{description['url']} (shared memory {description['shm']})"
+        return str(description["url"])
 
     def _fail(self, shard: int, exc: BaseException) -> None:
         """Mark the shard failed, unless ``exc`` is a rate limiter's TimeoutError: raise that.
@@ -264,14 +293,14 @@ class ShardedReplayBuffer:
         self._mark_dead(shard, exc)
 
     def _fan_out(
-        self, shards: Sequence[int], call: Callable[[int, Client], Pending]
+        self, shards: Sequence[int], call: Callable[[int, Any], Any]
     ) -> tuple[dict[int, Any], bool]:
         """Send one request to each shard, then collect the replies (the requests overlap).
 
         Returns the replies by shard and whether any shard failed (it is then marked dead).
         Errors the shards raised (not connection failures) propagate.
         """
-        pending: dict[int, Pending] = {}
+        pending: dict[int, Any] = {}
         failed = False
         for shard in shards:
             try:
@@ -357,12 +386,10 @@ class ShardedReplayBuffer:
             return live[self._next_writer % len(live)]
 
     def _local_shards(self) -> list[int]:
-        """Shards on this process's Ray node (none when this process is not in a Ray job)."""
+        """Shards on this process's node: the same Ray node id, or outside Ray the same host."""
         if self._local is None:
             node = _current_node()
-            self._local = [
-                shard["index"] for shard in self._shards if node and shard["node_id"] == node
-            ]
+            self._local = [shard["index"] for shard in self._shards if is_local(shard, node)]
         return self._local
 
     # sampling
@@ -543,7 +570,10 @@ class ShardedReplayBuffer:
         """Figures of the whole buffer and each live shard's service STATS.
 
         ``shards``, ``live_shards``, ``dead_shards`` (indices), ``shard_failures`` (shards this
-        process saw fail), ``size``, ``capacity``, ``per_shard`` ({index: STATS reply}).
+        process saw fail), ``size``, ``capacity``, ``per_shard`` ({index: STATS reply}),
+        ``transports`` ({index: ``"shm"`` or ``"socket"``}, as :meth:`transport`). A STATS reply
+        counts the shard server's socket traffic only (not this or other processes' shared
+        memory calls); its ``size`` is the buffer's.
         """
         per_shard: dict[int, Any] = {}
         for shard in self.live_shards:
@@ -559,6 +589,11 @@ class ShardedReplayBuffer:
             "size": sum(s["size"] for s in per_shard.values()),
             "capacity": sum(s["capacity"] for s in per_shard.values()),
             "per_shard": per_shard,
+            "transports": {
+                shard: link.transport
+                for shard in per_shard
+                if (link := self._clients.get(shard)) is not None
+            },
         }
 
     # life
@@ -571,7 +606,11 @@ class ShardedReplayBuffer:
             client.close()
 
     def shutdown(self) -> None:
-        """Stop and remove every shard actor (only in the process that created them)."""
+        """Stop and remove every shard actor (only in the process that created them).
+
+        Also removes the regions killed shards left, where they are visible from this process
+        (shards on this host); others stay until ``replay-buffer shm rm`` on their host.
+        """
         self.close()
         if not self._actors:
             raise RuntimeError("only the process that created the shards can shut them down")
@@ -585,6 +624,9 @@ class ShardedReplayBuffer:
                     log.debug("shard %d did not stop cleanly: %s", index, exc)
             ray.kill(actor)
         self._actors = []
+        for shard in self._shards:
+            if shard.get("shm"):
+                remove_orphaned_region(shard["shm"])
 
     def __enter__(self) -> ShardedReplayBuffer:
         """Use the buffer in a ``with`` block; leaving it closes this process's connections."""
@@ -612,9 +654,9 @@ _FAILURES = (ConnectionError, OSError, EOFError)
 
 
 
-def _ask_mass(shard: int, client: Client) -> Pending:
+def _ask_mass(shard: int, client: SocketLink | SharedMemoryLink) -> Any:
     """Send PRIORITY_MASS: (size, next key, total priority, smallest priority)."""
-    return client.priority_mass(wait=False)  # type: ignore[no-any-return]
+    return client.priority_mass(wait=False)
 
 
 def _check_policy(policy: str) -> None:

@@ -222,30 +222,10 @@ class Handlers:
         names = [self._field_names[i] for i in wanted]
         names += [name for name in batch if name not in self._field_set]
         if flags & p.SAMPLE_WITH_PRIORITIES:
-            batch["priorities"] = self._sampled_priorities(batch["indices"])
+            batch["priorities"] = sampled_priorities(self.buffer, batch["indices"])
             names.append("priorities")
         parts = p.encode_arrays((name, batch[name], 0) for name in names)
         return Reply(parts, rows=batch_size)
-
-    def _sampled_priorities(self, keys: np.ndarray) -> np.ndarray:
-        """Each sampled row's stored priority (1 for a uniform buffer), read after the draw.
-
-        A row overwritten between the draw and this read (only under concurrent adds) has no
-        priority any more; it gets the buffer's smallest, i.e. the largest weight, 1.
-        """
-        if self.buffer.strategy == "uniform":
-            return np.ones(len(keys))
-        if self.buffer.strategy != "prioritized":
-            raise ValueError(
-                "sample priorities need strategy 'prioritized' or 'uniform': rank-based "
-                "probabilities do not compose across buffers (this one is "
-                f"{self.buffer.strategy!r})"
-            )
-        priorities = self.buffer.priorities(keys)
-        gone = np.isnan(priorities)
-        if gone.any():
-            priorities[gone] = self.buffer.priority_mass()[1]
-        return priorities
 
     def update_priorities(self, payload: memoryview) -> Reply:
         """UPDATE_PRIORITIES: ``indices``, and ``td_errors`` or ``priorities``; reply the count."""
@@ -267,20 +247,9 @@ class Handlers:
     def priority_mass(self, payload: memoryview) -> Reply:
         """PRIORITY_MASS: size, next key, the sum of the priorities and the smallest positive one.
 
-        A uniform buffer counts every transition as priority 1. Rank-based buffers refuse it:
-        their probabilities depend on ranks within the buffer, so they do not compose.
+        See :func:`priority_mass_of`.
         """
-        strategy = self.buffer.strategy
-        size, next_key = self.buffer.size(), self.buffer.next_key()
-        if strategy == "uniform":
-            total, smallest = float(size), (1.0 if size else math.inf)
-        elif strategy == "prioritized":
-            total, smallest = self.buffer.priority_mass()
-        else:
-            raise ValueError(
-                "PRIORITY_MASS needs strategy 'prioritized' or 'uniform': rank-based probabilities "
-                f"do not compose across buffers (this one is {strategy!r})"
-            )
+        size, next_key, total, smallest = priority_mass_of(self.buffer)
         return Reply([p.MASS_REPLY.pack(size, next_key, total, smallest)])
 
     def clear(self, payload: memoryview) -> Reply:
@@ -297,3 +266,43 @@ class Handlers:
             "next_key": self.buffer.next_key(),
             "region_bytes": self.buffer.region_bytes(),
         }
+
+
+def priority_mass_of(buffer: ReplayBuffer) -> tuple[int, int, float, float]:
+    """Return ``(size, next key, total priority, smallest positive priority)`` of ``buffer``.
+
+    A uniform buffer counts every transition as priority 1. Rank-based buffers refuse it: their
+    probabilities depend on ranks within the buffer, so they do not compose across buffers.
+    """
+    strategy = buffer.strategy
+    size, next_key = buffer.size(), buffer.next_key()
+    if strategy == "uniform":
+        return size, next_key, float(size), (1.0 if size else math.inf)
+    if strategy == "prioritized":
+        total, smallest = buffer.priority_mass()
+        return size, next_key, total, smallest
+    raise ValueError(
+        "PRIORITY_MASS needs strategy 'prioritized' or 'uniform': rank-based probabilities "
+        f"do not compose across buffers (this one is {strategy!r})"
+    )
+
+
+def sampled_priorities(buffer: ReplayBuffer, keys: np.ndarray) -> np.ndarray:
+    """Each sampled row's stored priority (1 for a uniform buffer), read after the draw.
+
+    A row overwritten between the draw and this read (only under concurrent adds) has no
+    priority any more; it gets the buffer's smallest, i.e. the largest weight, 1.
+    """
+    if buffer.strategy == "uniform":
+        return np.ones(len(keys))
+    if buffer.strategy != "prioritized":
+        raise ValueError(
+            "sample priorities need strategy 'prioritized' or 'uniform': rank-based "
+            "probabilities do not compose across buffers (this one is "
+            f"{buffer.strategy!r})"
+        )
+    priorities = buffer.priorities(keys)
+    gone = np.isnan(priorities)
+    if gone.any():
+        priorities[gone] = buffer.priority_mass()[1]
+    return priorities
