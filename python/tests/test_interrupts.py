@@ -8,7 +8,10 @@ import time
 
 WAITER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Python's own SIGINT handler, whatever disposition this process inherited (a test run may
+    # leave SIGINT ignored, and an ignored SIGINT is inherited by children).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from replay_buffer import BufferConfig, ReplayBuffer
     config = BufferConfig(capacity=100, seed=0, min_size_to_sample=10, rate_limit_timeout=60)
     buffer = ReplayBuffer(config, obs_shape=(4,), action_dim=2)
