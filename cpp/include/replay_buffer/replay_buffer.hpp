@@ -159,11 +159,12 @@ class ReplayBuffer {
   // (changing nothing) as Buffer::update_priorities. Thread-safe.
   std::size_t update_priorities(const std::vector<std::size_t>& indices,
                                 const std::vector<float>& priorities) {
-    static_assert(sizeof(std::size_t) == sizeof(std::uint64_t));
     const std::vector<double> values(priorities.begin(), priorities.end());
-    return update_priorities(
-        std::span(reinterpret_cast<const std::uint64_t*>(indices.data()), indices.size()), values,
-        PriorityKind::kPriority);
+    // Copied, not reinterpreted: size_t and uint64_t are distinct types on some platforms (macOS),
+    // and reading one through the other would break strict aliasing.
+    const std::vector<std::uint64_t> keys(indices.begin(), indices.end());
+    return update_priorities(std::span<const std::uint64_t>(keys), values,
+                             PriorityKind::kPriority);
   }
   // New priorities for the keys sample wrote: `values` are priorities (kPriority, the default
   // here) or TD errors (kTdError). Returns how many were applied. Thread-safe; O(n log capacity).
