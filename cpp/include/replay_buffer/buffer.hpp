@@ -89,52 +89,51 @@ struct ConsistencyReport {
   std::uint64_t repairs = 0;  // see takeovers
 };
 
+// The lowest priority bucket of BufferStats::priority_buckets: bucket b counts priorities in
+// [2^(b + kPriorityBucketLow), 2^(b + kPriorityBucketLow + 1)).
+inline constexpr int kPriorityBucketLow = -24;
+// The most live slots BufferStats' priority histogram looks at (evenly spaced).
+inline constexpr std::size_t kPrioritySampleSlots = 4096;
+
 // A buffer's figures at one moment (docs/observability.md says what each means). Counts are
 // since the region was made, in every process attached to it.
 struct BufferStats {
-  std::size_t capacity = 0;
-  std::size_t size = 0;
+  std::size_t capacity = 0;        // the most items it holds
+  std::size_t size = 0;            // items held now
   std::uint64_t inserted = 0;      // items added (keys handed out)
   std::uint64_t insert_calls = 0;  // add and add_batch calls
   std::uint64_t sampled = 0;       // items sampled (rows of every batch returned)
   std::uint64_t sample_calls = 0;  // sample calls that drew
-  std::uint64_t insert_waits = 0;  // calls the rate limiter held (timed-out ones too)
-  double insert_wait_seconds = 0.0;
-  std::uint64_t sample_waits = 0;
-  double sample_wait_seconds = 0.0;
+  std::uint64_t insert_waits = 0;  // add calls the rate limiter held (timed-out ones too)
+  double insert_wait_seconds = 0.0;  // time add calls spent held by the rate limiter
+  std::uint64_t sample_waits = 0;    // sample calls the rate limiter held (timed-out ones too)
+  double sample_wait_seconds = 0.0;  // time sample calls spent held by the rate limiter
   // Ages in inserts of sampled items (tracked keys only, see stats.hpp): bucket b counts ages in
   // [2^(b-1), 2^b), bucket 0 age 0.
   std::array<std::uint64_t, kAgeBuckets> age_buckets{};
   std::uint64_t age_sum = 0;  // of the ages counted there
-  double age_p50 = 0.0;  // NaN until a tracked item is sampled
-  double age_p99 = 0.0;
-  // The items in the buffer now, estimated from every `tracking_stride`-th key.
-  std::size_t tracking_stride = 0;
+  double age_p50 = 0.0;       // median age; NaN until a tracked item is sampled
+  double age_p99 = 0.0;       // 99th percentile age; NaN until a tracked item is sampled
+  std::size_t tracking_stride = 0;     // every tracking_stride-th key is tracked
   double unique_sampled = 0.0;         // distinct items ever sampled (estimate)
   double live_sampled_fraction = 0.0;  // of the items held now, the share sampled at least once
-  double live_sample_count_mean = 0.0; // times each item held now was sampled, on average
+  double live_sample_count_mean = 0.0;      // times each item held now was sampled, on average
   std::uint64_t live_sample_count_max = 0;  // the most of the tracked ones (a lower bound)
-  // Prioritized buffers: exact sum, smallest positive and largest stored priority, and a
-  // histogram of at most kPrioritySampleSlots evenly spaced live slots, bucket b counting
-  // priorities in [2^(b + kPriorityBucketLow), 2^(b + kPriorityBucketLow + 1)) (the first and last
-  // also take everything below and above; priority 0 goes to the first).
-  bool prioritized = false;
-  double priority_sum = 0.0;
-  double priority_min = 0.0;
-  double priority_max = 0.0;
-  std::size_t priority_sampled_slots = 0;
-  double priority_sampled_sum = 0.0;  // of the slots in the histogram
+  bool prioritized = false;    // whether the priority figures below mean anything
+  double priority_sum = 0.0;   // exact sum of the stored priorities
+  double priority_min = 0.0;   // smallest positive stored priority
+  double priority_max = 0.0;   // largest stored priority
+  std::size_t priority_sampled_slots = 0;  // live slots the histogram looked at
+  double priority_sampled_sum = 0.0;       // of the slots in the histogram
+  // Histogram of those slots' priorities (see kPriorityBucketLow); the first and last buckets
+  // also take everything below and above, and priority 0 goes to the first.
   std::array<std::uint64_t, 40> priority_buckets{};
-  // Shared buffers: writer entries held by live (or unknown) and by dead processes.
-  std::size_t writers_live = 0;
-  std::size_t writers_dead = 0;
-  std::uint64_t takeovers = 0;
-  std::uint64_t repairs = 0;
-  std::uint64_t created_unix_ns = 0;
+  std::size_t writers_live = 0;       // shared buffers: writer entries of live (or unknown) processes
+  std::size_t writers_dead = 0;       // shared buffers: writer entries of dead processes
+  std::uint64_t takeovers = 0;        // slots taken over from writers that died mid-write
+  std::uint64_t repairs = 0;          // priority-lock holders found dead, trees rebuilt
+  std::uint64_t created_unix_ns = 0;  // when the region was made
 };
-
-inline constexpr int kPriorityBucketLow = -24;
-inline constexpr std::size_t kPrioritySampleSlots = 4096;
 
 // A replay buffer over any Schema: adds, samples, priorities, in private or shared memory. It
 // moves bytes (rows in the fields' dtypes); ReplayBuffer<Obs, Act> is the typed front over it.

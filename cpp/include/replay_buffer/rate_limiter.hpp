@@ -132,8 +132,8 @@ void set_interrupt_check(InterruptCheck check) noexcept;
 // What the rate limiter did to one call: whether it held it back (its first attempt failed) and
 // for how long.
 struct WaitTally {
-  bool waited = false;
-  std::uint64_t nanoseconds = 0;
+  bool waited = false;            // whether the first attempt failed and the call waited
+  std::uint64_t nanoseconds = 0;  // how long it waited in all
 };
 
 // Calls `attempt` until it returns true or `timeout_seconds` pass (negative: no deadline),
