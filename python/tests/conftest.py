@@ -57,3 +57,15 @@ def no_shared_memory_left_behind():
     if os.path.isdir("/dev/shm"):
         left = [name for name in os.listdir("/dev/shm") if name.startswith(SHM_PREFIX)]
         assert not left, f"shared-memory regions left behind: {left}"
+
+
+def snapshot(buffer):
+    """Size, next key and a copy of every column: what assert_unchanged compares against."""
+    return buffer.size(), buffer.next_key(), {k: v.copy() for k, v in buffer.columns().items()}
+
+
+def assert_unchanged(buffer, before):
+    size, next_key, columns = before
+    assert (buffer.size(), buffer.next_key()) == (size, next_key)
+    for name, column in buffer.columns().items():
+        np.testing.assert_array_equal(column, columns[name])

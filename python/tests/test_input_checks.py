@@ -5,18 +5,7 @@ import pytest
 
 from replay_buffer import BufferConfig, CapacityError, EmptyBufferError, ReplayBuffer, _core
 
-from conftest import cartpole, counter_transition
-
-
-def snapshot(buffer):
-    return buffer.size(), buffer.next_key(), {k: v.copy() for k, v in buffer.columns().items()}
-
-
-def assert_unchanged(buffer, before):
-    size, next_key, columns = before
-    assert (buffer.size(), buffer.next_key()) == (size, next_key)
-    for name, column in buffer.columns().items():
-        np.testing.assert_array_equal(column, columns[name])
+from conftest import assert_unchanged, cartpole, counter_transition, snapshot
 
 
 @pytest.fixture
